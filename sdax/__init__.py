@@ -1,0 +1,57 @@
+"""sdax: tiered, parallel asyncio work with guaranteed cleanup, on an actor runtime.
+
+Public names only; each lives in the module named beside it.
+"""
+
+from sdax._version import __version__
+from sdax.actors.task_group import SdaxTaskGroup
+from sdax.analysis import ExecutionGraph, ExecutionWave, TaskAnalysis, TaskAnalyzer
+from sdax.builders import AsyncDagLevelAdapterBuilder, AsyncDagTaskProcessorBuilder, LevelBarrier
+from sdax.declarations import (
+    AsyncTask,
+    PhaseId,
+    TaskFunction,
+    join,
+    task,
+    task_func,
+    task_group_func,
+    task_group_task,
+    task_sync_func,
+)
+from sdax.errors import (
+    DependencyCycleError,
+    PhaseCancelledError,
+    RetryableException,
+    SdaxExecutionError,
+    flatten_exceptions,
+)
+from sdax.processor import AsyncDagTaskProcessor, AsyncPhaseRunner, AsyncTaskProcessor
+
+__all__ = [
+    "AsyncDagLevelAdapterBuilder",
+    "AsyncDagTaskProcessor",
+    "AsyncDagTaskProcessorBuilder",
+    "AsyncPhaseRunner",
+    "AsyncTask",
+    "AsyncTaskProcessor",
+    "DependencyCycleError",
+    "ExecutionGraph",
+    "ExecutionWave",
+    "LevelBarrier",
+    "PhaseCancelledError",
+    "PhaseId",
+    "RetryableException",
+    "SdaxExecutionError",
+    "SdaxTaskGroup",
+    "TaskAnalysis",
+    "TaskAnalyzer",
+    "TaskFunction",
+    "__version__",
+    "flatten_exceptions",
+    "join",
+    "task",
+    "task_func",
+    "task_group_func",
+    "task_group_task",
+    "task_sync_func",
+]

@@ -1,0 +1,359 @@
+"""The coordinator: the one state machine of a run.
+
+Guarantees, each kept in one place below:
+
+1. A pre starts when every dependency has passed the PRE gate. A node passes
+   when its pre succeeds or, having no pre, when its own dependencies have
+   passed; so a pre starts exactly when its effective pre-dependencies have
+   succeeded, which is the wave rule. (`_advance`)
+2. After the first pre failure, fatal error or caller cancellation, nothing
+   new starts but cleanup, and what runs is told to stop, with a reason. (`_abort`)
+3. Each phase of each task starts at most once; an interrupted phase is
+   never replayed. (`_start`)
+4. A post starts once every dependent has finished its cleanup or owes
+   none: reverse dependency order, no barrier the graph does not need. (`_advance`)
+5. The coordinator never awaits user code, only its mailbox. It runs in the
+   task that awaits the run, so the caller's cancellation lands there, is
+   recorded and re-raised after cleanup; it is never swallowed or uncancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import random
+from collections.abc import Callable, Sequence
+from contextvars import ContextVar
+from typing import Any
+
+from sdax.actors.mailbox import Mailbox
+from sdax.actors.messages import (
+    CANCEL,
+    START,
+    CancelReason,
+    Event,
+    PhaseCancelled,
+    PhaseFailed,
+    PhaseSucceeded,
+)
+from sdax.actors.task_actor import RunScope, TaskActor
+from sdax.declarations import PhaseId
+from sdax.errors import SdaxExecutionError, count_noun
+from sdax.graph import TaskGraph
+
+PRE, EXECUTE, POST = PhaseId.PRE_EXEC, PhaseId.EXECUTE, PhaseId.POST_EXEC
+
+# Per-node progress through a flow (see `_Flow.progress`).
+WAITING, STARTED, FINISHED = 0, 1, 2
+
+# Set by sdax.testing: shuffles every batch of ready tasks, so nobody relies
+# on an order that was never promised.
+release_shuffle: ContextVar[random.Random | None] = ContextVar("sdax_release_shuffle", default=None)
+
+
+class RunState(enum.Enum):
+    """Where a run is. Transitions are checked in `_transition`."""
+
+    IDLE = "idle"  # nothing started
+    PRE = "pre"  # pres start as their dependencies pass
+    EXECUTE = "execute"  # every execute runs; a failure does not stop the others
+    ABORTING = "aborting"  # running work is being cancelled; nothing new starts; POST is next
+    POST = "post"  # cleanup in reverse dependency order; never stopped early
+    DONE = "done"
+
+
+_TRANSITIONS: dict[RunState, frozenset[RunState]] = {
+    RunState.IDLE: frozenset({RunState.PRE, RunState.DONE}),
+    RunState.PRE: frozenset({RunState.EXECUTE, RunState.ABORTING}),
+    RunState.EXECUTE: frozenset({RunState.POST, RunState.ABORTING}),
+    RunState.ABORTING: frozenset({RunState.POST}),
+    RunState.POST: frozenset({RunState.DONE}),
+    RunState.DONE: frozenset(),
+}
+
+# The phase to run next once everything running has stopped.
+_NEXT_PHASE: dict[RunState, PhaseId | None] = {
+    RunState.IDLE: PRE,
+    RunState.PRE: EXECUTE,
+    RunState.EXECUTE: POST,
+    RunState.ABORTING: POST,
+    RunState.POST: None,
+    RunState.DONE: None,
+}
+
+
+class _Flow:
+    """Completion spreading through the graph in one direction, graphlib-style.
+
+    PRE flows from dependencies to dependents, POST the other way. When a
+    node finishes, each neighbour's `waiting` count drops; at zero the
+    neighbour either runs the phase (`runs`) or passes straight through.
+    """
+
+    __slots__ = ("phase", "edges", "waiting", "runs", "progress")
+
+    def __init__(
+        self,
+        phase: PhaseId,
+        edges: tuple[tuple[int, ...], ...],
+        waiting: list[int],
+        runs: Sequence[bool],
+    ) -> None:
+        self.phase = phase
+        self.edges = edges
+        self.waiting = waiting  # invariant: unfinished neighbours upstream of each node
+        self.runs = runs
+        self.progress = bytearray(len(waiting))  # WAITING, STARTED or FINISHED per node
+
+
+class Coordinator:
+    """Runs one context through a task graph, phase by phase."""
+
+    __slots__ = (
+        "_graph",
+        "_state",
+        "_mailbox",
+        "_scope",
+        "_actors",
+        "_running",
+        "_pre",
+        "_post",
+        "_failures",
+        "_fatal",
+        "_cancelled",
+        "_interruption",
+        "_last_phase",
+        "_shuffle",
+    )
+
+    def __init__(self, graph: TaskGraph, ctx: object, *, rng: random.Random | None = None) -> None:
+        self._graph = graph
+        self._state = RunState.IDLE
+        self._mailbox: Mailbox[Event] = Mailbox()
+        loop = asyncio.get_running_loop()
+        self._scope = RunScope(ctx, self._mailbox, rng or _default_rng, loop.create_task)
+        self._actors: list[TaskActor | None] = [None] * len(graph)
+        # invariant: exactly the actors whose phase has started and not yet reported its end
+        self._running: dict[int, TaskActor] = {}
+        self._pre = _Flow(PRE, graph.dependents, list(graph.dependency_counts), graph.has_pre)
+        self._post: _Flow | None = None  # built when POST starts: who owes cleanup is known then
+        self._failures: list[PhaseFailed] = []  # ordinary failures, in the order they happened
+        self._fatal: BaseException | None = None  # first KeyboardInterrupt-style error
+        self._cancelled: asyncio.CancelledError | None = None  # first cancellation of the caller
+        self._interruption: BaseException | None = None  # cancel or fatal error of this phase
+        self._last_phase: PhaseId | None = None
+        self._shuffle = release_shuffle.get()
+
+    # -- driving -----------------------------------------------------------------
+
+    @property
+    def next_phase(self) -> PhaseId | None:
+        """The phase `run_phase` runs next, or None when the run is over."""
+        return _NEXT_PHASE[self._state]
+
+    @property
+    def last_phase(self) -> PhaseId | None:
+        return self._last_phase
+
+    @property
+    def failures(self) -> list[Exception]:
+        """The ordinary failures so far, as raised (annotated), in the order they happened."""
+        return [f.error for f in self._failures if isinstance(f.error, Exception)]
+
+    async def run(self) -> None:
+        """Run every phase that is due, then raise what the run ended with, if anything."""
+        while (phase := self.next_phase) is not None:
+            await self.run_phase(phase)
+        self.raise_outcome()
+
+    async def run_phase(self, phase: PhaseId) -> BaseException | None:
+        """Run `phase` until everything it started has stopped.
+
+        Returns the cancellation or fatal error that arrived during it (the
+        caller decides when to raise it), or None.
+        """
+        if phase is not self.next_phase:
+            raise RuntimeError(f"cannot run {phase} now: the next phase is {self.next_phase}")
+        self._last_phase = phase
+        self._interruption = None
+        _ENTER[phase](self)
+        await self._pump()
+        if phase is POST:
+            self._transition(RunState.DONE)
+        return self._interruption
+
+    def skip_execute(self) -> None:
+        """Between phases, give up going forward: if EXECUTE was next, POST is next instead."""
+        if self._state is RunState.PRE:
+            self._transition(RunState.ABORTING)
+
+    def close_unstarted(self) -> None:
+        """End a run that never started: nothing ran, so nothing is owed."""
+        self._transition(RunState.DONE)
+
+    def raise_outcome(self) -> None:
+        """Raise the caller's cancellation, else a fatal error, else the failures."""
+        if self._cancelled is not None:
+            if self._failures:
+                # Keep the failures reachable; the cancellation is what propagates.
+                self._cancelled.__context__ = self.failure_group()
+            raise self._cancelled
+        if self._fatal is not None:
+            raise self._fatal
+        self.raise_failures()
+
+    def raise_failures(self) -> None:
+        if self._failures:
+            raise self.failure_group()
+
+    def failure_group(self) -> SdaxExecutionError:
+        failed_tasks = {failure.task for failure in self._failures}
+        return SdaxExecutionError(f"{count_noun(len(failed_tasks), 'task')} failed", self.failures)
+
+    async def _pump(self) -> None:
+        mailbox = self._mailbox
+        running = self._running
+        while running:
+            event = mailbox.poll()
+            if event is not None:
+                _EVENT_HANDLERS[type(event)](self, event)
+                continue
+            try:
+                await mailbox.wait()
+            except asyncio.CancelledError as cancel:
+                self._on_caller_cancelled(cancel)
+
+    # -- entering phases -----------------------------------------------------------
+
+    def _enter_pre(self) -> None:
+        self._transition(RunState.PRE)
+        self._seed(self._pre, self._graph.roots)
+
+    def _enter_execute(self) -> None:
+        self._transition(RunState.EXECUTE)
+        self._start(EXECUTE, self._graph.executes)
+
+    def _enter_post(self) -> None:
+        self._transition(RunState.POST)
+        graph = self._graph
+        gate = self._pre.progress
+        # A task owes cleanup if its pre started, or it has no pre and its chain passed.
+        owes = [has_post and gate[node] != WAITING for node, has_post in enumerate(graph.has_post)]
+        self._post = _Flow(POST, graph.dependencies, list(graph.dependent_counts), owes)
+        self._seed(self._post, graph.tips)
+
+    # -- spreading completion --------------------------------------------------------
+
+    def _seed(self, flow: _Flow, sources: Sequence[int]) -> None:
+        """Start a flow at the nodes that wait on nothing."""
+        runs = flow.runs
+        self._launch(flow, [node for node in sources if runs[node]])
+        self._advance(flow, [node for node in sources if not runs[node]])
+
+    def _advance(self, flow: _Flow, finished: list[int]) -> None:
+        """`finished` nodes are through the phase (ran it or had none): release neighbours."""
+        edges, waiting, runs, progress = flow.edges, flow.waiting, flow.runs, flow.progress
+        ready: list[int] = []
+        while finished:
+            node = finished.pop()
+            progress[node] = FINISHED
+            for neighbour in edges[node]:
+                waiting[neighbour] -= 1
+                if not waiting[neighbour]:
+                    (ready if runs[neighbour] else finished).append(neighbour)
+        self._launch(flow, ready)
+
+    def _launch(self, flow: _Flow, ready: list[int]) -> None:
+        # Only a PRE that is still going forward, or POST, may start work.
+        if not ready or (flow.phase is PRE and self._state is not RunState.PRE):
+            return
+        progress = flow.progress
+        for node in ready:
+            progress[node] = STARTED
+        self._start(flow.phase, ready)
+
+    def _start(self, phase: PhaseId, nodes: Sequence[int]) -> None:
+        if self._shuffle is not None:
+            nodes = list(nodes)
+            self._shuffle.shuffle(nodes)
+        actors, running, command = self._actors, self._running, START[phase]
+        for node in nodes:
+            actor = actors[node]
+            if actor is None:
+                actor = actors[node] = TaskActor(self._graph.nodes[node], self._scope)
+            running[node] = actor
+            actor.tell(command)
+
+    # -- events --------------------------------------------------------------------
+
+    def _on_succeeded(self, event: PhaseSucceeded) -> None:
+        del self._running[event.task]
+        if event.phase is PRE:
+            self._advance(self._pre, [event.task])
+        elif event.phase is POST:
+            self._cleanup_over(event.task)
+
+    def _on_failed(self, event: PhaseFailed) -> None:
+        del self._running[event.task]
+        error = event.error
+        if isinstance(error, Exception):
+            self._failures.append(event)
+        elif self._fatal is None:
+            self._fatal = self._interruption = error
+        if event.phase is POST:
+            self._cleanup_over(event.task)  # a failed cleanup never stops the others
+        elif not isinstance(error, Exception):
+            self._abort(CancelReason.FATAL_ERROR)
+        elif event.phase is PRE:
+            self._abort(CancelReason.SIBLING_FAILED)
+
+    def _on_cancelled(self, event: PhaseCancelled) -> None:
+        del self._running[event.task]
+        if event.phase is POST:
+            self._cleanup_over(event.task)
+
+    def _cleanup_over(self, node: int) -> None:
+        assert self._post is not None
+        self._advance(self._post, [node])
+
+    def _on_caller_cancelled(self, cancel: asyncio.CancelledError) -> None:
+        if self._cancelled is None:
+            self._cancelled = cancel
+        self._interruption = cancel
+        self._abort(CancelReason.CALLER_CANCELLED)
+
+    def _abort(self, reason: CancelReason) -> None:
+        """Stop going forward: cancel what runs. Cleanup is cancelled only for the caller."""
+        if self._state in (RunState.PRE, RunState.EXECUTE):
+            self._transition(RunState.ABORTING)
+        elif self._state is RunState.POST and reason is not CancelReason.CALLER_CANCELLED:
+            return
+        command = CANCEL[reason]
+        for actor in list(self._running.values()):
+            actor.tell(command)
+
+    def _transition(self, new: RunState) -> None:
+        if new not in _TRANSITIONS[self._state]:
+            raise AssertionError(f"illegal run transition {self._state.value} -> {new.value}")
+        self._state = new
+
+    def __repr__(self) -> str:
+        return (
+            f"<Coordinator {self._state.value}: {len(self._running)} running, "
+            f"{len(self._failures)} failed>"
+        )
+
+
+_default_rng = random.Random()
+
+_ENTER: dict[PhaseId, Callable[[Coordinator], None]] = {
+    PRE: Coordinator._enter_pre,
+    EXECUTE: Coordinator._enter_execute,
+    POST: Coordinator._enter_post,
+}
+
+_EVENT_HANDLERS: dict[type[Any], Callable[[Coordinator, Any], None]] = {
+    PhaseSucceeded: Coordinator._on_succeeded,
+    PhaseFailed: Coordinator._on_failed,
+    PhaseCancelled: Coordinator._on_cancelled,
+}

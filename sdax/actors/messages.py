@@ -1,0 +1,79 @@
+"""The vocabulary of a run: every message an actor sends or receives.
+
+Commands go from the coordinator to a task actor and are imperative
+(`StartPhase`, `CancelPhase`); events go from a task actor to the coordinator
+and are in the past tense (`PhaseSucceeded`, ...). Messages carry task
+indices, never task objects; the one live object an event may carry is the
+exception a phase function raised. Messages have no behaviour.
+
+Commands hold no per-task data, so one instance per phase or reason is
+built here and reused: starting a phase allocates no command.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from msgspec import Struct
+
+from sdax.declarations import PhaseId
+
+
+class CancelReason(enum.Enum):
+    """Why sdax cancelled a phase; cancellation is data, not a bare signal."""
+
+    SIBLING_FAILED = "a pre_execute of another task failed"
+    FATAL_ERROR = "a task raised a BaseException such as KeyboardInterrupt"
+    CALLER_CANCELLED = "the task awaiting the run was cancelled"
+
+
+# Commands: coordinator -> task actor.
+
+
+class StartPhase(Struct, frozen=True, kw_only=True):
+    """Run the task's function for `phase` now."""
+
+    phase: PhaseId
+
+
+class CancelPhase(Struct, frozen=True, kw_only=True):
+    """Cancel the phase function that is running, if any."""
+
+    reason: CancelReason
+
+
+# Events: task actor -> coordinator. Exactly one of these ends every started phase.
+
+
+class PhaseSucceeded(Struct, frozen=True, kw_only=True):
+    """The phase function returned (after any retries)."""
+
+    task: int
+    phase: PhaseId
+
+
+class PhaseFailed(Struct, frozen=True, kw_only=True):
+    """The phase function failed for good; `error` is what it raised, annotated.
+
+    `error` is an `Exception` for an ordinary failure, or the `BaseException`
+    (KeyboardInterrupt, SystemExit, ...) that must end the run after cleanup.
+    """
+
+    task: int
+    phase: PhaseId
+    error: BaseException
+
+
+class PhaseCancelled(Struct, frozen=True, kw_only=True):
+    """The phase function stopped because the coordinator cancelled it."""
+
+    task: int
+    phase: PhaseId
+    reason: CancelReason
+
+
+Command = StartPhase | CancelPhase
+Event = PhaseSucceeded | PhaseFailed | PhaseCancelled
+
+START = {phase: StartPhase(phase=phase) for phase in PhaseId}
+CANCEL = {reason: CancelPhase(reason=reason) for reason in CancelReason}

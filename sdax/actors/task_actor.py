@@ -1,0 +1,143 @@
+"""The task actor: runs one task's phase functions for one run, and reports.
+
+An actor is created the first time the coordinator starts one of its task's
+phases, and is driven by commands delivered synchronously through `tell()`:
+handling a command only starts or cancels an asyncio task, so it never
+blocks, and an idle actor costs no asyncio task at all. Each started phase
+is one asyncio task running `_run`, which ends by putting exactly one event
+in the coordinator's mailbox.
+
+The actor never looks at the graph and never decides what runs next.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable, Coroutine
+from types import CoroutineType
+from typing import Any
+
+from sdax.actors.attempts import ensure_awaitable, run_attempts
+from sdax.actors.mailbox import Mailbox
+from sdax.actors.messages import (
+    CancelPhase,
+    CancelReason,
+    Command,
+    Event,
+    PhaseCancelled,
+    PhaseFailed,
+    PhaseSucceeded,
+    StartPhase,
+)
+from sdax.declarations import PhaseId, TaskFunction
+from sdax.errors import PhaseCancelledError, annotate
+from sdax.graph import TaskNode
+
+TaskFactory = Callable[[Coroutine[Any, Any, None]], "asyncio.Task[None]"]
+
+
+class RunScope:
+    """What every actor of one run shares: the context, where to report, and how to start."""
+
+    __slots__ = ("ctx", "outbox", "rng", "create_task")
+
+    def __init__(
+        self, ctx: object, outbox: Mailbox[Event], rng: random.Random, create_task: TaskFactory
+    ) -> None:
+        self.ctx = ctx
+        self.outbox = outbox
+        self.rng = rng
+        self.create_task = create_task
+
+
+class TaskActor:
+    """Runs the phases of one task, one at a time, as the coordinator commands."""
+
+    __slots__ = ("_node", "_scope", "_task", "_phase", "_cancel_reason")
+
+    def __init__(self, node: TaskNode, scope: RunScope) -> None:
+        self._node = node
+        self._scope = scope
+        self._task: asyncio.Task[None] | None = None
+        self._phase: PhaseId | None = None
+        # Set when the coordinator cancels the running phase; a CancelledError
+        # seen while this is None was not ours, and is a failure.
+        self._cancel_reason: CancelReason | None = None
+
+    def tell(self, command: Command) -> None:
+        """Handle `command` now; it only starts or cancels work, so it never blocks."""
+        _COMMAND_HANDLERS[type(command)](self, command)
+
+    def _start(self, command: StartPhase) -> None:
+        phase = command.phase
+        assert self._task is None or self._task.done(), f"{self._where(phase)} started twice"
+        self._phase = phase
+        self._cancel_reason = None
+        self._task = self._scope.create_task(self._run(phase, self._node.functions[phase]))
+
+    def _cancel(self, command: CancelPhase) -> None:
+        task = self._task
+        if task is None or task.done() or self._cancel_reason is not None:
+            return
+        self._cancel_reason = command.reason
+        task.cancel(command.reason.value)
+        # A task cancelled before its first step never enters `_run`, which
+        # would then report nothing: the callback reports for it.
+        task.add_done_callback(self._report_if_never_started)
+
+    async def _run(self, phase: PhaseId, function: TaskFunction[Any]) -> None:
+        node = self._node
+        scope = self._scope
+        event: Event
+        try:
+            if phase in node.plain:
+                result = function.function(scope.ctx)
+                if type(result) is not CoroutineType:
+                    result = ensure_awaitable(result, function, self._where(phase))
+                await result
+            else:
+                await run_attempts(function, scope.ctx, self._where(phase), scope.rng)
+        except asyncio.CancelledError as cancel:
+            event = self._cancelled(phase, cancel)
+        except GeneratorExit:
+            raise  # the coroutine is being closed, not run: nothing to report
+        except BaseException as error:
+            annotate(error, f"sdax: raised by {self._where(phase)}")
+            event = PhaseFailed(task=node.index, phase=phase, error=error)
+        else:
+            event = PhaseSucceeded(task=node.index, phase=phase)
+        self._task = None
+        scope.outbox.put(event)
+
+    def _cancelled(self, phase: PhaseId, cancel: asyncio.CancelledError) -> Event:
+        reason = self._cancel_reason
+        if reason is not None:
+            return PhaseCancelled(task=self._node.index, phase=phase, reason=reason)
+        error = PhaseCancelledError(
+            f"{self._where(phase)} ended with a CancelledError that sdax did not request "
+            "(raised by the function or leaked from an await inside it)"
+        )
+        error.__cause__ = cancel
+        annotate(error, f"sdax: raised by {self._where(phase)}")
+        return PhaseFailed(task=self._node.index, phase=phase, error=error)
+
+    def _report_if_never_started(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled() and self._phase is not None and self._cancel_reason is not None:
+            self._task = None
+            self._scope.outbox.put(
+                PhaseCancelled(task=self._node.index, phase=self._phase, reason=self._cancel_reason)
+            )
+
+    def _where(self, phase: PhaseId) -> str:
+        return f"task {self._node.key!r} {phase}"
+
+    def __repr__(self) -> str:
+        state = "idle" if self._task is None else f"running {self._phase}"
+        return f"<TaskActor {self._node.key!r}: {state}>"
+
+
+_COMMAND_HANDLERS: dict[type[Any], Callable[[TaskActor, Any], None]] = {
+    StartPhase: TaskActor._start,
+    CancelPhase: TaskActor._cancel,
+}

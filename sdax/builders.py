@@ -1,0 +1,106 @@
+"""Builders: the fluent way to declare a graph (or levels) and get a processor.
+
+A builder checks each task as it is added and the whole graph in `build()`;
+the processor it returns is immutable and later changes to the builder never
+reach it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterable
+from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar
+
+from msgspec import Struct
+
+from sdax.declarations import AsyncTask
+from sdax.graph import Declaration, compile_graph, normalise_dependencies
+
+if TYPE_CHECKING:
+    from sdax.processor import AsyncDagTaskProcessor
+
+T = TypeVar("T")
+
+
+class LevelBarrier(Struct, frozen=True):
+    """Key of the join node the level adapter puts above each non-empty level.
+
+    A private type, so it can never collide with a user's key.
+    """
+
+    level: int
+
+    def __repr__(self) -> str:
+        return f"<level {self.level} barrier>"
+
+
+LevelKey = Hashable
+"""A key in a level-built graph: the user's task names plus `LevelBarrier` join nodes."""
+
+
+class AsyncDagTaskProcessorBuilder(Generic[T]):
+    """Declares tasks and their dependencies, then builds a processor."""
+
+    def __init__(self) -> None:
+        self._declarations: list[Declaration] = []
+        self._names: set[Hashable] = set()
+
+    def add_task(self, task: AsyncTask[T], depends_on: Iterable[Hashable] = ()) -> Self:
+        """Add `task`, to start after the tasks named in `depends_on`."""
+        _check_task(task)
+        if task.name in self._names:
+            raise ValueError(f"duplicate task name {task.name!r}: every task needs its own key")
+        dependencies = normalise_dependencies(task.name, depends_on)
+        self._names.add(task.name)
+        self._declarations.append((task, dependencies))
+        return self
+
+    def build(self) -> AsyncDagTaskProcessor[T]:
+        """Validate the graph and return an immutable, reusable processor."""
+        from sdax.processor import AsyncDagTaskProcessor
+
+        return AsyncDagTaskProcessor(compile_graph(self._declarations))
+
+
+class AsyncDagLevelAdapterBuilder(Generic[T]):
+    """Declares tasks by level: each level starts after the nearest lower non-empty one.
+
+    Builds the same graph processor: a join node above each level makes every
+    task of the next level depend on every task of this one.
+    """
+
+    def __init__(self) -> None:
+        self._levels: dict[int, list[AsyncTask[T]]] = {}
+        self._names: set[Hashable] = set()
+
+    def add_task(self, task: AsyncTask[T], level: int) -> Self:
+        _check_task(task)
+        if isinstance(level, bool) or not isinstance(level, int):
+            raise TypeError(f"task {task.name!r}: level must be an int, got {level!r}")
+        if task.name in self._names:
+            raise ValueError(f"duplicate task name {task.name!r}: every task needs its own key")
+        self._names.add(task.name)
+        self._levels.setdefault(level, []).append(task)
+        return self
+
+    def build(self) -> AsyncDagTaskProcessor[T]:
+        from sdax.processor import AsyncDagTaskProcessor
+
+        declarations: list[Declaration] = []
+        below: tuple[Hashable, ...] = ()
+        for level in sorted(self._levels):
+            tasks = self._levels[level]
+            declarations.extend((task, below) for task in tasks)
+            barrier = AsyncTask[Any](LevelBarrier(level))
+            declarations.append((barrier, tuple(task.name for task in tasks)))
+            below = (barrier.name,)
+        if declarations:
+            declarations.pop()  # nothing waits above the top level
+        return AsyncDagTaskProcessor(compile_graph(declarations))
+
+
+def _check_task(task: object) -> None:
+    if not isinstance(task, AsyncTask):
+        raise TypeError(
+            f"add_task() takes an AsyncTask, got {type(task).__name__}: {task!r}; "
+            "declare it with AsyncTask(name, ...) or task(name, ...)"
+        )

@@ -1,0 +1,263 @@
+"""What users declare: phase functions with their policies, and tasks.
+
+Everything here is immutable and validated on construction, so a mistake is
+reported where it is written rather than in the middle of a run.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Awaitable, Callable, Hashable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from sdax.errors import RetryableException
+
+if TYPE_CHECKING:
+    from sdax.actors.task_group import SdaxTaskGroup
+
+T = TypeVar("T")
+
+DEFAULT_RETRYABLE: tuple[type[BaseException], ...] = (
+    TimeoutError,
+    ConnectionError,
+    RetryableException,
+)
+
+
+class PhaseId(enum.Enum):
+    """The three phases of a run, in the order they run."""
+
+    PRE_EXEC = "pre_execute"
+    EXECUTE = "execute"
+    POST_EXEC = "post_execute"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True, slots=True)
+class TaskFunction(Generic[T]):
+    """One phase function and the policy it runs under.
+
+    `timeout` bounds each attempt (children of a task group included);
+    an attempt that fails with an instance of `retryable_exceptions` (for an
+    exception group: every leaf) is retried up to `retries` times, the n-th
+    retry (0-based) after `initial_delay * backoff_factor**n * uniform(0.5, 1)`
+    seconds. `asyncio.CancelledError` is never retried.
+    """
+
+    function: Callable[..., Awaitable[Any]]
+    timeout: float | None = None
+    retries: int = 0
+    initial_delay: float = 1.0
+    backoff_factor: float = 2.0
+    retryable_exceptions: tuple[type[BaseException], ...] = DEFAULT_RETRYABLE
+    has_task_group_argument: bool = False
+
+    def __post_init__(self) -> None:
+        if not callable(self.function):
+            raise TypeError(
+                f"TaskFunction needs a callable, got {type(self.function).__name__}: "
+                f"{self.function!r}"
+            )
+        name = describe_callable(self.function)
+        if self.timeout is not None and not (self.timeout >= 0):  # also rejects NaN
+            raise ValueError(f"{name}: timeout must be >= 0 or None, got {self.timeout!r}")
+        if isinstance(self.retries, bool) or not isinstance(self.retries, int):
+            raise TypeError(f"{name}: retries must be an int, got {self.retries!r}")
+        if self.retries < 0:
+            raise ValueError(f"{name}: retries must be >= 0, got {self.retries}")
+        if not (self.initial_delay >= 0) or math.isinf(self.initial_delay):
+            raise ValueError(
+                f"{name}: initial_delay must be a finite number >= 0, got {self.initial_delay!r}"
+            )
+        if not (self.backoff_factor > 0) or math.isinf(self.backoff_factor):
+            raise ValueError(
+                f"{name}: backoff_factor must be a finite number > 0, got {self.backoff_factor!r}"
+            )
+        retryable = self.retryable_exceptions
+        if not isinstance(retryable, tuple) or not all(
+            isinstance(kind, type) and issubclass(kind, BaseException) for kind in retryable
+        ):
+            raise TypeError(
+                f"{name}: retryable_exceptions must be a tuple of exception classes, "
+                f"got {retryable!r}"
+            )
+        if self.retries > 0 and not retryable:
+            raise ValueError(
+                f"{name}: retries={self.retries} can never happen with an empty "
+                "retryable_exceptions tuple"
+            )
+
+    @property
+    def is_plain(self) -> bool:
+        """True when a single call with no timeout, retry or task group is all it takes."""
+        return self.timeout is None and self.retries == 0 and not self.has_task_group_argument
+
+
+@dataclass(frozen=True, eq=False)
+class AsyncTask(Generic[T]):
+    """A named unit of work with up to three phases.
+
+    Equality is identity: two tasks with the same name are still two tasks
+    (a builder rejects the second one).
+    """
+
+    name: Hashable
+    pre_execute: TaskFunction[T] | None = None
+    execute: TaskFunction[T] | None = None
+    post_execute: TaskFunction[T] | None = None
+
+    def __post_init__(self) -> None:
+        try:
+            hash(self.name)
+        except TypeError:
+            raise TypeError(
+                f"task name {self.name!r} is not hashable ({type(self.name).__name__}); "
+                "use a str, int, tuple, frozenset or enum as the key"
+            ) from None
+        for phase in PhaseId:
+            function = getattr(self, phase.value)
+            if function is not None and not isinstance(function, TaskFunction):
+                raise TypeError(
+                    f"task {self.name!r}: {phase.value} must be a TaskFunction or None, got "
+                    f"{type(function).__name__}; wrap it, e.g. "
+                    f"task_func({describe_callable(function)})"
+                )
+
+    def function_for(self, phase: PhaseId) -> TaskFunction[T] | None:
+        """The function declared for `phase`, or None."""
+        function: TaskFunction[T] | None = getattr(self, phase.value)
+        return function
+
+
+class _SyncAdapter:
+    """Presents a plain function as an async one; it runs inline, on the loop."""
+
+    __slots__ = ("__wrapped__",)
+
+    def __init__(self, function: Callable[..., object]) -> None:
+        self.__wrapped__ = function
+
+    async def __call__(self, *args: Any) -> object:
+        return self.__wrapped__(*args)
+
+    def __repr__(self) -> str:
+        return f"task_sync_func({describe_callable(self.__wrapped__)})"
+
+
+def describe_callable(function: object) -> str:
+    """A short, readable name for a user's callable, for error messages."""
+    wrapped = getattr(function, "__wrapped__", None)
+    if isinstance(function, _SyncAdapter) and wrapped is not None:
+        function = wrapped
+    name = getattr(function, "__qualname__", None) or getattr(function, "__name__", None)
+    return str(name) if name else repr(function)
+
+
+def task_func(
+    function: Callable[[T], Awaitable[object]],
+    *,
+    timeout: float | None = None,
+    retries: int = 0,
+    initial_delay: float = 1.0,
+    backoff_factor: float = 2.0,
+    retryable_exceptions: tuple[type[BaseException], ...] = DEFAULT_RETRYABLE,
+) -> TaskFunction[T]:
+    """Declare an async phase function called as `function(ctx)`."""
+    return TaskFunction(
+        function,
+        timeout=timeout,
+        retries=retries,
+        initial_delay=initial_delay,
+        backoff_factor=backoff_factor,
+        retryable_exceptions=retryable_exceptions,
+    )
+
+
+def task_group_func(
+    function: Callable[[T, SdaxTaskGroup], Awaitable[object]],
+    *,
+    timeout: float | None = None,
+    retries: int = 0,
+    initial_delay: float = 1.0,
+    backoff_factor: float = 2.0,
+    retryable_exceptions: tuple[type[BaseException], ...] = DEFAULT_RETRYABLE,
+) -> TaskFunction[T]:
+    """Declare an async phase function called as `function(ctx, task_group)`.
+
+    Each attempt owns the children it creates: it ends when they all have,
+    a failing child fails it, and its timeout covers them.
+    """
+    return TaskFunction(
+        function,
+        timeout=timeout,
+        retries=retries,
+        initial_delay=initial_delay,
+        backoff_factor=backoff_factor,
+        retryable_exceptions=retryable_exceptions,
+        has_task_group_argument=True,
+    )
+
+
+task_group_task = task_group_func
+
+
+def task_sync_func(
+    function: Callable[[T], object],
+    *,
+    retries: int = 0,
+    initial_delay: float = 1.0,
+    backoff_factor: float = 2.0,
+    retryable_exceptions: tuple[type[BaseException], ...] = DEFAULT_RETRYABLE,
+) -> TaskFunction[T]:
+    """Declare a plain function called as `function(ctx)` inline on the event loop.
+
+    It blocks the loop while it runs, so it has no timeout; keep it short.
+    """
+    if not callable(function):
+        raise TypeError(f"task_sync_func needs a callable, got {type(function).__name__}")
+    return TaskFunction(
+        _SyncAdapter(function),
+        retries=retries,
+        initial_delay=initial_delay,
+        backoff_factor=backoff_factor,
+        retryable_exceptions=retryable_exceptions,
+    )
+
+
+def join(name: Hashable) -> AsyncTask[Any]:
+    """A task with no phases: a synchronisation point in the graph."""
+    return AsyncTask(name)
+
+
+PhaseArgument = TaskFunction[T] | Callable[[T], Awaitable[object]] | None
+
+
+def task(
+    name: Hashable,
+    *,
+    pre_execute: PhaseArgument[T] = None,
+    execute: PhaseArgument[T] = None,
+    post_execute: PhaseArgument[T] = None,
+) -> AsyncTask[T]:
+    """Declare a task; a bare async function gets the defaults of `task_func`."""
+    if pre_execute is None and execute is None and post_execute is None:
+        raise ValueError(
+            f"task {name!r} has no phase function; give at least one of pre_execute, "
+            "execute, post_execute (or use join() for a pure synchronisation node)"
+        )
+    return AsyncTask(
+        name,
+        pre_execute=_as_task_function(pre_execute),
+        execute=_as_task_function(execute),
+        post_execute=_as_task_function(post_execute),
+    )
+
+
+def _as_task_function(function: PhaseArgument[T]) -> TaskFunction[T] | None:
+    if function is None or isinstance(function, TaskFunction):
+        return function
+    return task_func(function)

@@ -1,0 +1,135 @@
+"""`python -m sdax demo`: one API endpoint's workflow, run twice.
+
+The endpoint opens a database connection, then checks auth and loads
+feature flags in parallel, fetches the user's data, and must close the
+connection whatever happens. The first request succeeds; in the second the
+flag service is down, and you can watch what sdax cancels, what it skips
+and what it still cleans up. Every external service is simulated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+from sdax import (
+    AsyncDagTaskProcessor,
+    AsyncTask,
+    SdaxExecutionError,
+    flatten_exceptions,
+    task_func,
+)
+
+
+@dataclass
+class Request:
+    user_id: int
+    flags_service_up: bool = True
+    connection: str | None = None
+    user: dict[str, object] = field(default_factory=dict)
+    flags: dict[str, bool] = field(default_factory=dict)
+    started: float = field(default_factory=time.perf_counter)
+
+    def say(self, message: str) -> None:
+        elapsed = (time.perf_counter() - self.started) * 1000
+        print(f"  {elapsed:7.1f} ms  {message}")
+
+
+async def open_db(req: Request) -> None:
+    req.say("Database  pre   open a connection")
+    await asyncio.sleep(0.02)
+    req.connection = f"conn-{req.user_id}"
+
+
+async def close_db(req: Request) -> None:
+    req.say(f"Database  post  close {req.connection or 'nothing (never opened)'}")
+    await asyncio.sleep(0.005)
+    req.connection = None
+
+
+async def check_auth(req: Request) -> None:
+    req.say("Auth      pre   verify the session token (in parallel with Flags)")
+    try:
+        await asyncio.sleep(0.06)
+    except asyncio.CancelledError:
+        req.say("Auth      pre   cancelled: a sibling failed")
+        raise
+
+
+async def load_flags(req: Request) -> None:
+    req.say("Flags     pre   load feature flags (in parallel with Auth)")
+    await asyncio.sleep(0.01)
+    if not req.flags_service_up:
+        raise ConnectionError("feature-flag service refused the connection")
+    req.flags = {"new_profile_page": True}
+
+
+async def fetch_profile(req: Request) -> None:
+    req.say("Fetch     exec  read the profile over the open connection")
+    await asyncio.sleep(0.01)
+    req.user = {"id": req.user_id, "name": "Ada"}
+
+
+async def write_audit(req: Request) -> None:
+    req.say("Audit     post  write the audit record (after Fetch's chain ran)")
+    await asyncio.sleep(0.002)
+
+
+def build_endpoint() -> AsyncDagTaskProcessor[Request]:
+    """The workflow behind one request; built once, reused by every request."""
+    return (
+        AsyncDagTaskProcessor[Request]
+        .builder()
+        .add_task(
+            AsyncTask(
+                "Database", pre_execute=task_func(open_db), post_execute=task_func(close_db)
+            )
+        )
+        .add_task(AsyncTask("Auth", pre_execute=task_func(check_auth)), depends_on=("Database",))
+        .add_task(
+            AsyncTask(
+                "Flags",
+                pre_execute=task_func(
+                    load_flags, retries=1, initial_delay=0.01, timeout=0.5
+                ),
+            ),
+            depends_on=("Database",),
+        )
+        .add_task(
+            AsyncTask(
+                "Fetch",
+                execute=task_func(fetch_profile),
+                post_execute=task_func(write_audit),
+            ),
+            depends_on=("Auth", "Flags"),
+        )
+        .build()
+    )
+
+
+async def serve(endpoint: AsyncDagTaskProcessor[Request], req: Request) -> None:
+    try:
+        await endpoint.process_tasks(req)
+    except SdaxExecutionError as error:
+        req.say(f"request failed after cleanup: {error}")
+        for leaf in flatten_exceptions(error):
+            print(f"             {type(leaf).__name__}: {leaf}")
+            for note in getattr(leaf, "__notes__", ()):
+                print(f"               {note}")
+    else:
+        req.say(f"request served: user={req.user}, flags={req.flags}")
+    print(f"             connection left open: {req.connection is not None}")
+
+
+async def main() -> None:
+    endpoint = build_endpoint()
+    analysis = endpoint.analysis
+    print("The plan (pre_execute waves; each starts when the one before has succeeded):")
+    for wave in analysis.pre_execute_graph.waves:
+        after = ", ".join(map(str, wave.depends_on_tasks)) or "nothing"
+        print(f"  wave {wave.wave_num}: {', '.join(map(str, wave.tasks))}  (after {after})")
+    print("\nRequest 1: every service is up")
+    await serve(endpoint, Request(user_id=1))
+    print("\nRequest 2: the feature-flag service is down (one retry, then give up)")
+    await serve(endpoint, Request(user_id=2, flags_service_up=False))

@@ -1,0 +1,204 @@
+"""Validation of a declared task graph and its compilation to integer arrays.
+
+Pure and synchronous: no asyncio here. Everything a run needs that does not
+depend on what happens during the run is computed once, here, in
+O(tasks + edges) with no recursion, and shared read-only by every run.
+A run copies two integer lists and indexes tuples; it never re-derives.
+
+Scheduling uses indegree counts on the graph itself rather than expanded
+"effective dependency" sets: a node without the phase being scheduled passes
+the moment its own dependencies do. That gives exactly the wave semantics
+(a pre starts when its effective pre-dependencies have succeeded) without
+the quadratic blow-up of expanding sets through join nodes.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections import deque
+from collections.abc import Hashable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sdax.declarations import AsyncTask, PhaseId, TaskFunction
+from sdax.errors import DependencyCycleError
+
+
+@dataclass(frozen=True, slots=True)
+class TaskNode:
+    """One task as a run sees it: its position and its phase functions."""
+
+    index: int
+    key: Hashable
+    task: AsyncTask[Any]
+    functions: dict[PhaseId, TaskFunction[Any]]
+    # Phases whose function needs no attempt machinery (no timeout, retry or task group).
+    plain: frozenset[PhaseId]
+
+
+@dataclass(frozen=True, slots=True)
+class TaskGraph:
+    """A validated, acyclic task graph, compiled for the coordinator.
+
+    Node indices follow declaration order. `dependencies[i]` are the nodes
+    that `i` depends on, `dependents[i]` the nodes that depend on `i`.
+    """
+
+    nodes: tuple[TaskNode, ...]
+    index: dict[Hashable, int]
+    dependencies: tuple[tuple[int, ...], ...]
+    dependents: tuple[tuple[int, ...], ...]
+    topological_order: tuple[int, ...]
+    # The phase a node passes through by running (PRE) or owes (POST), per node.
+    has_pre: tuple[bool, ...]
+    has_post: tuple[bool, ...]
+    executes: tuple[int, ...]
+    # Initial counters a run copies: unfinished dependencies (PRE) and dependents (POST).
+    dependency_counts: tuple[int, ...]
+    dependent_counts: tuple[int, ...]
+    # Where each flow starts: nodes with no dependencies, and with no dependents.
+    roots: tuple[int, ...]
+    tips: tuple[int, ...]
+
+    @property
+    def keys(self) -> tuple[Hashable, ...]:
+        return tuple(node.key for node in self.nodes)
+
+    def __len__(self) -> int:
+        return len(self.nodes)
+
+
+Declaration = tuple[AsyncTask[Any], tuple[Hashable, ...]]
+
+
+def compile_graph(declarations: Sequence[Declaration]) -> TaskGraph:
+    """Validate `declarations` (task, dependency keys) and compile them.
+
+    Raises ValueError naming both tasks for a dependency that was never
+    declared, and DependencyCycleError (a ValueError) showing the cycle.
+    """
+    index: dict[Hashable, int] = {}
+    for position, (task, _) in enumerate(declarations):
+        if task.name in index:
+            raise ValueError(f"duplicate task name {task.name!r}")
+        index[task.name] = position
+
+    dependencies = tuple(
+        tuple(_resolve(index, task.name, key) for key in keys) for task, keys in declarations
+    )
+    dependents_lists: list[list[int]] = [[] for _ in declarations]
+    for node, deps in enumerate(dependencies):
+        for dep in deps:
+            dependents_lists[dep].append(node)
+    dependents = tuple(tuple(lst) for lst in dependents_lists)
+    order = _topological_order(declarations, dependencies, dependents)
+
+    nodes = tuple(
+        TaskNode(
+            index=position,
+            key=task.name,
+            task=task,
+            functions={
+                phase: function
+                for phase in PhaseId
+                if (function := task.function_for(phase)) is not None
+            },
+            plain=frozenset(
+                phase
+                for phase in PhaseId
+                if (function := task.function_for(phase)) is not None and function.is_plain
+            ),
+        )
+        for position, (task, _) in enumerate(declarations)
+    )
+    return TaskGraph(
+        nodes=nodes,
+        index=index,
+        dependencies=dependencies,
+        dependents=dependents,
+        topological_order=order,
+        has_pre=tuple(PhaseId.PRE_EXEC in node.functions for node in nodes),
+        has_post=tuple(PhaseId.POST_EXEC in node.functions for node in nodes),
+        executes=tuple(node.index for node in nodes if PhaseId.EXECUTE in node.functions),
+        dependency_counts=tuple(len(deps) for deps in dependencies),
+        dependent_counts=tuple(len(deps) for deps in dependents),
+        roots=tuple(i for i, deps in enumerate(dependencies) if not deps),
+        tips=tuple(i for i, deps in enumerate(dependents) if not deps),
+    )
+
+
+def _resolve(index: dict[Hashable, int], name: Hashable, key: Hashable) -> int:
+    position = index.get(key)
+    if position is not None:
+        return position
+    hint = ""
+    if isinstance(key, str):
+        close = difflib.get_close_matches(key, [k for k in index if isinstance(k, str)], n=1)
+        if close:
+            hint = f" (did you mean {close[0]!r}?)"
+    raise ValueError(f"task {name!r} depends on {key!r}, which was never added{hint}")
+
+
+def _topological_order(
+    declarations: Sequence[Declaration],
+    dependencies: tuple[tuple[int, ...], ...],
+    dependents: tuple[tuple[int, ...], ...],
+) -> tuple[int, ...]:
+    """Kahn's algorithm; ties keep declaration order. Raises on a cycle."""
+    waiting = [len(deps) for deps in dependencies]
+    ready = deque(i for i, count in enumerate(waiting) if count == 0)
+    order: list[int] = []
+    while ready:
+        node = ready.popleft()
+        order.append(node)
+        for dependent in dependents[node]:
+            waiting[dependent] -= 1
+            if waiting[dependent] == 0:
+                ready.append(dependent)
+    if len(order) < len(declarations):
+        cycle = _find_cycle(dependencies, waiting)
+        raise DependencyCycleError([declarations[i][0].name for i in cycle])
+    return tuple(order)
+
+
+def _find_cycle(dependencies: tuple[tuple[int, ...], ...], waiting: list[int]) -> list[int]:
+    """A cycle among the nodes Kahn's algorithm could not order, as a closed path.
+
+    Every such node still waits on a dependency that is itself unordered, so
+    following those dependencies must revisit a node.
+    """
+    start = next(i for i, count in enumerate(waiting) if count > 0)
+    seen_at: dict[int, int] = {}
+    path: list[int] = []
+    node = start
+    while node not in seen_at:
+        seen_at[node] = len(path)
+        path.append(node)
+        node = next(dep for dep in dependencies[node] if waiting[dep] > 0)
+    return [*path[seen_at[node] :], node]
+
+
+def normalise_dependencies(name: Hashable, depends_on: Iterable[Hashable]) -> tuple[Hashable, ...]:
+    """Check a `depends_on` argument and return it as a tuple without repeats."""
+    if isinstance(depends_on, (str, bytes)):
+        raise TypeError(
+            f"task {name!r}: depends_on must be a collection of keys, not a bare "
+            f"{type(depends_on).__name__} (it would be read as its characters); "
+            f"write depends_on=({depends_on!r},)"
+        )
+    try:
+        keys = list(depends_on)
+    except TypeError:
+        raise TypeError(
+            f"task {name!r}: depends_on must be an iterable of task keys, got "
+            f"{type(depends_on).__name__}"
+        ) from None
+    unique: dict[Hashable, None] = {}
+    for key in keys:
+        try:
+            unique[key] = None
+        except TypeError:
+            raise TypeError(
+                f"task {name!r}: dependency {key!r} is not hashable ({type(key).__name__})"
+            ) from None
+    return tuple(unique)

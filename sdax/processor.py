@@ -1,0 +1,195 @@
+"""Processors and the phase runner: the public face of a run.
+
+Thin by design: a processor holds only its compiled graph, and every run
+gets a fresh coordinator (sdax.actors.coordinator) that owns all of that
+run's state. Concurrent runs share nothing mutable.
+"""
+
+from __future__ import annotations
+
+import random
+from types import TracebackType
+from typing import TYPE_CHECKING, Generic, TypeVar
+
+from sdax.actors.coordinator import Coordinator
+from sdax.analysis import TaskAnalysis
+from sdax.declarations import PhaseId
+from sdax.graph import TaskGraph
+
+if TYPE_CHECKING:
+    from sdax.builders import AsyncDagLevelAdapterBuilder, AsyncDagTaskProcessorBuilder
+
+T = TypeVar("T")
+
+
+class AsyncTaskProcessor(Generic[T]):
+    """An immutable, reusable plan that runs contexts through a task graph.
+
+    Get one from a builder: `AsyncTaskProcessor.builder()` declares by level,
+    `AsyncDagTaskProcessor.builder()` (or `graph_builder()`) by dependency.
+    Any number of runs may use one processor at once, each with its own
+    context, on one event loop or on several in different threads.
+    """
+
+    __slots__ = ("_graph", "_analysis")
+
+    def __init__(self, graph: TaskGraph) -> None:
+        self._graph = graph
+        self._analysis: TaskAnalysis | None = None
+
+    @classmethod
+    def builder(cls) -> AsyncDagLevelAdapterBuilder[T]:
+        """A builder that declares tasks by level (the "elevator" model)."""
+        from sdax.builders import AsyncDagLevelAdapterBuilder
+
+        return AsyncDagLevelAdapterBuilder()
+
+    @classmethod
+    def elevator_builder(cls) -> AsyncDagLevelAdapterBuilder[T]:
+        """Same as `AsyncTaskProcessor.builder()`."""
+        from sdax.builders import AsyncDagLevelAdapterBuilder
+
+        return AsyncDagLevelAdapterBuilder()
+
+    @classmethod
+    def graph_builder(cls) -> AsyncDagTaskProcessorBuilder[T]:
+        """A builder that declares tasks with explicit dependencies."""
+        from sdax.builders import AsyncDagTaskProcessorBuilder
+
+        return AsyncDagTaskProcessorBuilder()
+
+    @property
+    def analysis(self) -> TaskAnalysis:
+        """The plan: waves, dependencies and counts (computed on first use)."""
+        if self._analysis is None:
+            self._analysis = TaskAnalysis(self._graph)
+        return self._analysis
+
+    async def process_tasks(self, ctx: T, *, rng: random.Random | None = None) -> None:
+        """Run `ctx` through every phase; raise after cleanup if anything went wrong.
+
+        Raises SdaxExecutionError with every failure; the caller's
+        CancelledError (after cleanup, never swallowed); or a KeyboardInterrupt-
+        style BaseException a task raised, unchanged. `rng` draws retry jitter.
+        """
+        await Coordinator(self._graph, ctx, rng=rng).run()
+
+    def open(self, ctx: T, *, rng: random.Random | None = None) -> AsyncPhaseRunner[T]:
+        """An async context manager that runs `ctx` one phase at a time."""
+        return AsyncPhaseRunner(self._graph, ctx, rng)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} of {len(self._graph)} tasks>"
+
+
+class AsyncDagTaskProcessor(AsyncTaskProcessor[T]):
+    """The processor every builder returns."""
+
+    __slots__ = ()
+
+    @classmethod
+    def builder(cls) -> AsyncDagTaskProcessorBuilder[T]:  # type: ignore[override]
+        # The same name builds by dependency here and by level on the base
+        # class: both are the 0.7.2 API, so the override changes the return type.
+        from sdax.builders import AsyncDagTaskProcessorBuilder
+
+        return AsyncDagTaskProcessorBuilder()
+
+
+class AsyncPhaseRunner(Generic[T]):
+    """Runs one context phase by phase, for callers that act between phases.
+
+    Leaving the `async with` block finishes what consistency requires:
+    nothing if no phase ran; cleanup without EXECUTE if only PRE ran;
+    otherwise the remaining phases. A normal exit then raises
+    SdaxExecutionError if anything failed; an exit by exception lets that
+    exception propagate, unless the cleanup itself was cancelled or hit a
+    KeyboardInterrupt-style error, which then propagates instead.
+    """
+
+    __slots__ = ("_graph", "_ctx", "_rng", "_coordinator", "_closed")
+
+    def __init__(self, graph: TaskGraph, ctx: T, rng: random.Random | None) -> None:
+        self._graph = graph
+        self._ctx = ctx
+        self._rng = rng
+        self._coordinator: Coordinator | None = None
+        self._closed = False
+
+    async def __aenter__(self) -> AsyncPhaseRunner[T]:
+        self._run()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        interruption = await self._finish()
+        if interruption is not None and (exc is None or isinstance(exc, Exception)):
+            raise interruption
+        if exc is None:
+            self._run().raise_failures()
+
+    async def run_next(self) -> bool:
+        """Run the next phase; True while another phase remains.
+
+        A cancellation of the caller (or a KeyboardInterrupt-style error from
+        a task) during the phase is raised here once the phase has stopped.
+        """
+        if self._closed:
+            raise RuntimeError("run_next() on a closed phase runner")
+        coordinator = self._run()
+        phase = coordinator.next_phase
+        if phase is None:
+            return False
+        interruption = await coordinator.run_phase(phase)
+        if interruption is not None:
+            raise interruption
+        return coordinator.next_phase is not None
+
+    def next_phase_id(self) -> PhaseId | None:
+        """The phase `run_next()` would run, or None."""
+        return None if self._closed else self._run().next_phase
+
+    def last_phase_id(self) -> PhaseId | None:
+        """The phase that ran last, or None."""
+        return self._run().last_phase
+
+    def has_failures(self) -> bool:
+        return bool(self._run().failures)
+
+    def failures(self) -> list[Exception]:
+        """Every failure so far, as raised, in the order they happened."""
+        return self._run().failures
+
+    def raise_failures(self) -> None:
+        """Raise SdaxExecutionError if anything has failed so far."""
+        self._run().raise_failures()
+
+    async def aclose(self) -> None:
+        """Finish what consistency requires (see the class docstring) and close."""
+        interruption = await self._finish()
+        if interruption is not None:
+            raise interruption
+
+    async def _finish(self) -> BaseException | None:
+        if self._closed:
+            return None
+        self._closed = True
+        coordinator = self._run()
+        if coordinator.next_phase is PhaseId.PRE_EXEC:
+            coordinator.close_unstarted()
+            return None
+        coordinator.skip_execute()
+        interruption = None
+        while (phase := coordinator.next_phase) is not None:
+            interruption = await coordinator.run_phase(phase) or interruption
+        return interruption
+
+    def _run(self) -> Coordinator:
+        # Created on entry, when an event loop is running; not in __init__.
+        if self._coordinator is None:
+            self._coordinator = Coordinator(self._graph, self._ctx, rng=self._rng)
+        return self._coordinator
