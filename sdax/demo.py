@@ -82,17 +82,13 @@ def build_endpoint() -> AsyncDagTaskProcessor[Request]:
         AsyncDagTaskProcessor[Request]
         .builder()
         .add_task(
-            AsyncTask(
-                "Database", pre_execute=task_func(open_db), post_execute=task_func(close_db)
-            )
+            AsyncTask("Database", pre_execute=task_func(open_db), post_execute=task_func(close_db))
         )
         .add_task(AsyncTask("Auth", pre_execute=task_func(check_auth)), depends_on=("Database",))
         .add_task(
             AsyncTask(
                 "Flags",
-                pre_execute=task_func(
-                    load_flags, retries=1, initial_delay=0.01, timeout=0.5
-                ),
+                pre_execute=task_func(load_flags, retries=1, initial_delay=0.01, timeout=0.5),
             ),
             depends_on=("Database",),
         )

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from contextvars import ContextVar
 from typing import Any
 
@@ -119,6 +119,7 @@ class Coordinator:
         "_pre",
         "_post",
         "_failures",
+        "_stopped",
         "_fatal",
         "_cancelled",
         "_interruption",
@@ -138,6 +139,7 @@ class Coordinator:
         self._pre = _Flow(PRE, graph.dependents, list(graph.dependency_counts), graph.has_pre)
         self._post: _Flow | None = None  # built when POST starts: who owes cleanup is known then
         self._failures: list[PhaseFailed] = []  # ordinary failures, in the order they happened
+        self._stopped: list[PhaseCancelled] = []  # phases we cancelled, with the reason
         self._fatal: BaseException | None = None  # first KeyboardInterrupt-style error
         self._cancelled: asyncio.CancelledError | None = None  # first cancellation of the caller
         self._interruption: BaseException | None = None  # cancel or fatal error of this phase
@@ -159,6 +161,12 @@ class Coordinator:
     def failures(self) -> list[Exception]:
         """The ordinary failures so far, as raised (annotated), in the order they happened."""
         return [f.error for f in self._failures if isinstance(f.error, Exception)]
+
+    @property
+    def cancelled_phases(self) -> list[tuple[Hashable, PhaseId, CancelReason]]:
+        """Every phase the coordinator cancelled (task key, phase, reason), in order."""
+        nodes = self._graph.nodes
+        return [(nodes[stop.task].key, stop.phase, stop.reason) for stop in self._stopped]
 
     async def run(self) -> None:
         """Run every phase that is due, then raise what the run ended with, if anything."""
@@ -309,6 +317,7 @@ class Coordinator:
 
     def _on_cancelled(self, event: PhaseCancelled) -> None:
         del self._running[event.task]
+        self._stopped.append(event)
         if event.phase is POST:
             self._cleanup_over(event.task)
 

@@ -1,0 +1,144 @@
+"""The runtime layer on its own: messages, mailbox, coordinator bookkeeping, layering."""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from sdax.actors import coordinator, messages, task_actor
+from sdax.actors.coordinator import Coordinator
+from sdax.actors.mailbox import Mailbox
+from sdax.actors.messages import CancelReason
+from sdax.declarations import PhaseId
+from sdax.graph import compile_graph
+from tests.support import HOLD, OK, PRE, Probe, Raise
+
+SDAX = Path(__file__).resolve().parent.parent / "sdax"
+
+
+def message_types(union: object) -> set[type]:
+    return set(getattr(union, "__args__", ()))
+
+
+def test_every_message_is_a_frozen_struct_with_exactly_one_handler() -> None:
+    events, commands = message_types(messages.Event), message_types(messages.Command)
+    assert events
+    assert commands
+    for kind in events | commands:
+        assert issubclass(kind, msgspec.Struct)
+        assert kind.__struct_config__.frozen
+    assert set(coordinator._EVENT_HANDLERS) == events
+    assert set(task_actor._COMMAND_HANDLERS) == commands
+
+
+def imports_of(path: Path) -> set[str]:
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+    return found
+
+
+def test_the_runtime_never_imports_the_api_layer() -> None:
+    api = {"sdax.processor", "sdax.builders", "sdax.analysis", "sdax"}
+    for path in (SDAX / "actors").glob("*.py"):
+        assert not imports_of(path) & api, f"{path.name} imports the API layer"
+
+
+def test_the_coordinator_never_imports_attempt_machinery() -> None:
+    imported = imports_of(SDAX / "actors" / "coordinator.py")
+    assert "sdax.actors.attempts" not in imported
+    assert "sdax.actors.task_group" not in imported
+
+
+async def test_the_mailbox_delivers_in_order_and_wakes_its_reader() -> None:
+    mailbox: Mailbox[int] = Mailbox()
+    reader = asyncio.create_task(mailbox.wait())
+    await asyncio.sleep(0)  # let the reader park on its waiter
+    assert not reader.done()
+    mailbox.put(1)
+    mailbox.put(2)
+    await reader
+    assert [mailbox.poll(), mailbox.poll(), mailbox.poll()] == [1, 2, None]
+
+
+async def test_a_cancelled_mailbox_wait_propagates_and_leaves_the_mailbox_usable() -> None:
+    mailbox: Mailbox[str] = Mailbox()
+    reader = asyncio.create_task(mailbox.wait())
+    await asyncio.sleep(0)
+    reader.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await reader
+    mailbox.put("after")
+    await mailbox.wait()
+    assert mailbox.poll() == "after"
+
+
+def graph_of(*tasks_and_deps: tuple[object, tuple[str, ...]]):  # type: ignore[no-untyped-def]
+    return compile_graph([(task, deps) for task, deps in tasks_and_deps])  # type: ignore[misc]
+
+
+async def test_cancellations_carry_the_reason_a_sibling_failed() -> None:
+    probe = Probe()
+    graph = graph_of(
+        (probe.task("A", pre=HOLD), ()),
+        (probe.task("B", pre=Raise(ValueError("x"), hold=True)), ()),
+    )
+    run = Coordinator(graph, None)
+
+    async def release_b() -> None:
+        await probe.started("A", PRE)
+        await probe.started("B", PRE)
+        probe.release("B", PRE)
+
+    helper = asyncio.create_task(release_b())
+    await run.run_phase(PhaseId.PRE_EXEC)
+    await helper
+    assert run.cancelled_phases == [("A", PhaseId.PRE_EXEC, CancelReason.SIBLING_FAILED)]
+    assert run.next_phase is PhaseId.POST_EXEC
+
+
+async def test_cancellations_carry_the_reason_the_caller_was_cancelled() -> None:
+    probe = Probe()
+    graph = graph_of((probe.task("A", pre=HOLD, post=OK), ()))
+    run = Coordinator(graph, None)
+    driver = asyncio.create_task(run.run_phase(PhaseId.PRE_EXEC))
+    await probe.started("A", PRE)
+    driver.cancel()
+    interruption = await driver  # the phase absorbs it and hands it back
+    assert isinstance(interruption, asyncio.CancelledError)
+    assert run.cancelled_phases == [("A", PhaseId.PRE_EXEC, CancelReason.CALLER_CANCELLED)]
+
+
+async def test_cancellations_carry_the_reason_a_task_raised_a_fatal_error() -> None:
+    probe = Probe()
+    graph = graph_of(
+        (probe.task("A", pre=HOLD), ()),
+        (probe.task("B", pre=Raise(SystemExit(3), hold=True)), ()),
+    )
+    run = Coordinator(graph, None)
+
+    async def release_b() -> None:
+        await probe.started("A", PRE)
+        await probe.started("B", PRE)
+        probe.release("B", PRE)
+
+    helper = asyncio.create_task(release_b())
+    interruption = await run.run_phase(PhaseId.PRE_EXEC)
+    await helper
+    assert isinstance(interruption, SystemExit)
+    assert run.cancelled_phases == [("A", PhaseId.PRE_EXEC, CancelReason.FATAL_ERROR)]
+
+
+async def test_phases_can_only_run_in_order() -> None:
+    run = Coordinator(graph_of((Probe().task("A", pre=OK), ())), None)
+    with pytest.raises(RuntimeError, match="next phase is pre_execute"):
+        await run.run_phase(PhaseId.EXECUTE)
+    await run.run()
+    assert run.next_phase is None
