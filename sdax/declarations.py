@@ -33,6 +33,11 @@ class PhaseId(enum.Enum):
     EXECUTE = "execute"
     POST_EXEC = "post_execute"
 
+    # Members are singletons compared by identity, so the identity hash is
+    # consistent; Enum's own __hash__ is Python code and phases are dict keys
+    # on the hot path.
+    __hash__ = object.__hash__
+
     def __str__(self) -> str:
         return self.value
 

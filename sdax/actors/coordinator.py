@@ -36,7 +36,7 @@ from sdax.actors.messages import (
     PhaseFailed,
     PhaseSucceeded,
 )
-from sdax.actors.task_actor import RunScope, TaskActor
+from sdax.actors.task_actor import RunScope, TaskActor, task_starter
 from sdax.declarations import PhaseId
 from sdax.errors import SdaxExecutionError, count_noun
 from sdax.graph import TaskGraph
@@ -132,7 +132,7 @@ class Coordinator:
         self._state = RunState.IDLE
         self._mailbox: Mailbox[Event] = Mailbox()
         loop = asyncio.get_running_loop()
-        self._scope = RunScope(ctx, self._mailbox, rng or _default_rng, loop.create_task)
+        self._scope = RunScope(ctx, self._mailbox, rng or _default_rng, task_starter(loop))
         self._actors: list[TaskActor | None] = [None] * len(graph)
         # invariant: exactly the actors whose phase has started and not yet reported its end
         self._running: dict[int, TaskActor] = {}
@@ -242,11 +242,15 @@ class Coordinator:
         self._start(EXECUTE, self._graph.executes)
 
     def _enter_post(self) -> None:
+        # A task owes cleanup if its pre started, or it has no pre and its chain
+        # passed. After EXECUTE, PRE was complete, every node passed: all are owed.
+        graph, gate = self._graph, self._pre.progress
+        owes: Sequence[bool] = (
+            graph.has_post
+            if self._state is RunState.EXECUTE
+            else [has_post and gate[node] != WAITING for node, has_post in enumerate(graph.has_post)]
+        )
         self._transition(RunState.POST)
-        graph = self._graph
-        gate = self._pre.progress
-        # A task owes cleanup if its pre started, or it has no pre and its chain passed.
-        owes = [has_post and gate[node] != WAITING for node, has_post in enumerate(graph.has_post)]
         self._post = _Flow(POST, graph.dependencies, list(graph.dependent_counts), owes)
         self._seed(self._post, graph.tips)
 
