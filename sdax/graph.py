@@ -53,6 +53,8 @@ class TaskGraph:
     has_pre: tuple[bool, ...]
     has_post: tuple[bool, ...]
     executes: tuple[int, ...]
+    any_pre: bool
+    any_post: bool
     # Initial counters a run copies: unfinished dependencies (PRE) and dependents (POST).
     dependency_counts: tuple[int, ...]
     dependent_counts: tuple[int, ...]
@@ -120,6 +122,8 @@ def compile_graph(declarations: Sequence[Declaration]) -> TaskGraph:
         has_pre=tuple(PhaseId.PRE_EXEC in node.functions for node in nodes),
         has_post=tuple(PhaseId.POST_EXEC in node.functions for node in nodes),
         executes=tuple(node.index for node in nodes if PhaseId.EXECUTE in node.functions),
+        any_pre=any(PhaseId.PRE_EXEC in node.functions for node in nodes),
+        any_post=any(PhaseId.POST_EXEC in node.functions for node in nodes),
         dependency_counts=tuple(len(deps) for deps in dependencies),
         dependent_counts=tuple(len(deps) for deps in dependents),
         roots=tuple(i for i, deps in enumerate(dependencies) if not deps),

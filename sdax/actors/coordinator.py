@@ -235,7 +235,10 @@ class Coordinator:
 
     def _enter_pre(self) -> None:
         self._transition(RunState.PRE)
-        self._seed(self._pre, self._graph.roots)
+        if self._graph.any_pre:
+            self._seed(self._pre, self._graph.roots)
+        else:  # nothing to run: every node passes at once, no need to walk the edges
+            self._pre.progress = bytearray([FINISHED]) * len(self._graph)
 
     def _enter_execute(self) -> None:
         self._transition(RunState.EXECUTE)
@@ -252,7 +255,8 @@ class Coordinator:
         )
         self._transition(RunState.POST)
         self._post = _Flow(POST, graph.dependencies, list(graph.dependent_counts), owes)
-        self._seed(self._post, graph.tips)
+        if graph.any_post and any(owes):  # else no cleanup is owed: nothing to walk
+            self._seed(self._post, graph.tips)
 
     # -- spreading completion --------------------------------------------------------
 
