@@ -251,7 +251,7 @@ class Coordinator:
         owes: Sequence[bool] = (
             graph.has_post
             if self._state is RunState.EXECUTE
-            else [has_post and gate[node] != WAITING for node, has_post in enumerate(graph.has_post)]
+            else [post and gate[node] != WAITING for node, post in enumerate(graph.has_post)]
         )
         self._transition(RunState.POST)
         self._post = _Flow(POST, graph.dependencies, list(graph.dependent_counts), owes)
