@@ -36,8 +36,6 @@ from sdax.declarations import PhaseId, TaskFunction
 from sdax.errors import PhaseCancelledError, annotate
 from sdax.graph import TaskNode
 
-EAGER_START = sys.version_info >= (3, 12)
-
 TaskFactory = Callable[[Coroutine[Any, Any, None]], "asyncio.Task[None]"]
 
 
@@ -55,7 +53,7 @@ def task_starter(loop: asyncio.AbstractEventLoop) -> TaskFactory:
     """
     if loop.get_task_factory() is not None:
         return loop.create_task
-    if EAGER_START:
+    if sys.version_info >= (3, 12):
         return functools.partial(asyncio.Task, loop=loop, eager_start=True)
     return functools.partial(asyncio.Task, loop=loop)
 
