@@ -95,24 +95,7 @@ def compile_graph(declarations: Sequence[Declaration]) -> TaskGraph:
     dependents = tuple(tuple(lst) for lst in dependents_lists)
     order = _topological_order(declarations, dependencies, dependents)
 
-    nodes = tuple(
-        TaskNode(
-            index=position,
-            key=task.name,
-            task=task,
-            functions={
-                phase: function
-                for phase in PhaseId
-                if (function := task.function_for(phase)) is not None
-            },
-            plain=frozenset(
-                phase
-                for phase in PhaseId
-                if (function := task.function_for(phase)) is not None and function.is_plain
-            ),
-        )
-        for position, (task, _) in enumerate(declarations)
-    )
+    nodes = tuple(_task_node(position, task) for position, (task, _) in enumerate(declarations))
     return TaskGraph(
         nodes=nodes,
         index=index,
@@ -128,6 +111,22 @@ def compile_graph(declarations: Sequence[Declaration]) -> TaskGraph:
         dependent_counts=tuple(len(deps) for deps in dependents),
         roots=tuple(i for i, deps in enumerate(dependencies) if not deps),
         tips=tuple(i for i, deps in enumerate(dependents) if not deps),
+    )
+
+
+def _task_node(position: int, task: AsyncTask[Any]) -> TaskNode:
+    declared = (
+        (PhaseId.PRE_EXEC, task.pre_execute),
+        (PhaseId.EXECUTE, task.execute),
+        (PhaseId.POST_EXEC, task.post_execute),
+    )
+    functions = {phase: function for phase, function in declared if function is not None}
+    return TaskNode(
+        index=position,
+        key=task.name,
+        task=task,
+        functions=functions,
+        plain=frozenset(phase for phase, function in functions.items() if function.is_plain),
     )
 
 
