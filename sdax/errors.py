@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
+from typing import NamedTuple
 
 
 class RetryableException(Exception):
@@ -34,24 +35,74 @@ class DependencyCycleError(ValueError):
         super().__init__(f"dependency cycle: {path} ({detail}); remove one of these dependencies")
 
 
+class TaskFailure(NamedTuple):
+    """One failed phase of one task: what `SdaxExecutionError.failures` lists."""
+
+    key: Hashable
+    phase: str
+    error: Exception
+
+
 class SdaxExecutionError(ExceptionGroup[Exception]):
     """Every failure of one run, raised after cleanup has finished.
 
     The leaves are the exception objects the task functions raised (each with
     a note naming its task and phase), so `isinstance` and `except*` work on
-    them directly.
+    them directly. `primary` is the failure that came first in time, the one
+    that put the run on its failure path; `by_task()` groups the rest.
     """
 
-    def __new__(cls, message: str, exceptions: Sequence[Exception]) -> SdaxExecutionError:
-        return super().__new__(cls, message, exceptions)
+    failures: tuple[TaskFailure, ...]
+
+    def __new__(
+        cls,
+        message: str,
+        exceptions: Sequence[Exception],
+        failures: Sequence[TaskFailure] = (),
+    ) -> SdaxExecutionError:
+        self = super().__new__(cls, message, exceptions)
+        # Kept in time order; only those whose exception is in this group
+        # (a group derived by `except*` carries the matching part).
+        kept = {id(error) for error in exceptions}
+        self.failures = tuple(f for f in failures if id(f.error) in kept)
+        return self
+
+    def __init__(
+        self,
+        message: str,
+        exceptions: Sequence[Exception],
+        failures: Sequence[TaskFailure] = (),
+    ) -> None:
+        super().__init__(message, exceptions)
+
+    @property
+    def primary(self) -> Exception:
+        """The first failure in time: usually the one worth reporting."""
+        return self.failures[0].error if self.failures else self.exceptions[0]
+
+    def by_task(self) -> dict[Hashable, list[tuple[str, Exception]]]:
+        """Task key -> [(phase, exception), ...], each in the order they failed."""
+        grouped: dict[Hashable, list[tuple[str, Exception]]] = {}
+        for failure in self.failures:
+            grouped.setdefault(failure.key, []).append((failure.phase, failure.error))
+        return grouped
 
     def derive(self, excs: Sequence[Exception]) -> SdaxExecutionError:  # type: ignore[override]
         # `except*` and `split()` build the matched part through derive(); keep our type.
-        return SdaxExecutionError(self.message, excs)
+        return SdaxExecutionError(self.message, excs, self.failures)
 
     def leaf_exceptions(self) -> list[BaseException]:
         """The original exceptions, depth first, with nested groups flattened."""
         return flatten_exceptions(self)
+
+    def __str__(self) -> str:
+        if not self.failures:
+            return super().__str__()
+        lines = [self.message + ":"]
+        lines.extend(
+            f"  {f.key!r} {f.phase}: {type(f.error).__name__}: {f.error}" for f in self.failures
+        )
+        return "\n".join(lines)
 
 
 def flatten_exceptions(error: BaseException) -> list[BaseException]:

@@ -38,7 +38,7 @@ from sdax.actors.messages import (
 )
 from sdax.actors.task_actor import RunScope, TaskActor, task_starter
 from sdax.declarations import PhaseId
-from sdax.errors import SdaxExecutionError, count_noun
+from sdax.errors import SdaxExecutionError, TaskFailure, count_noun
 from sdax.graph import TaskGraph
 
 PRE, EXECUTE, POST = PhaseId.PRE_EXEC, PhaseId.EXECUTE, PhaseId.POST_EXEC
@@ -215,8 +215,18 @@ class Coordinator:
             raise self.failure_group()
 
     def failure_group(self) -> SdaxExecutionError:
-        failed_tasks = {failure.task for failure in self._failures}
-        return SdaxExecutionError(f"{count_noun(len(failed_tasks), 'task')} failed", self.failures)
+        nodes = self._graph.nodes
+        failures = [
+            TaskFailure(nodes[f.task].key, f.phase.value, f.error)
+            for f in self._failures
+            if isinstance(f.error, Exception)
+        ]
+        failed_tasks = {failure.key for failure in failures}
+        return SdaxExecutionError(
+            f"{count_noun(len(failed_tasks), 'task')} failed",
+            [failure.error for failure in failures],
+            failures,
+        )
 
     async def _pump(self) -> None:
         mailbox = self._mailbox
