@@ -6,8 +6,12 @@ reported where it is written rather than in the middle of a run.
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import enum
+import functools
 import math
+from concurrent.futures import Executor
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -153,10 +157,32 @@ class _SyncAdapter:
         return f"task_sync_func({describe_callable(self.__wrapped__)})"
 
 
+class _ThreadAdapter:
+    """Presents a blocking function as an async one that runs in a worker thread.
+
+    The caller's contextvars are copied into the thread. Cancelling or timing
+    out stops the awaiting, not the thread: Python cannot stop a thread.
+    """
+
+    __slots__ = ("__wrapped__", "executor")
+
+    def __init__(self, function: Callable[..., object], executor: Executor | None) -> None:
+        self.__wrapped__ = function
+        self.executor = executor
+
+    async def __call__(self, *args: Any) -> object:
+        loop = asyncio.get_running_loop()
+        call = functools.partial(contextvars.copy_context().run, self.__wrapped__, *args)
+        return await loop.run_in_executor(self.executor, call)
+
+    def __repr__(self) -> str:
+        return f"task_thread_func({describe_callable(self.__wrapped__)})"
+
+
 def describe_callable(function: object) -> str:
     """A short, readable name for a user's callable, for error messages."""
     wrapped = getattr(function, "__wrapped__", None)
-    if isinstance(function, _SyncAdapter) and wrapped is not None:
+    if isinstance(function, (_SyncAdapter, _ThreadAdapter)) and wrapped is not None:
         function = wrapped
     name = getattr(function, "__qualname__", None) or getattr(function, "__name__", None)
     return str(name) if name else repr(function)
@@ -226,6 +252,36 @@ def task_sync_func(
         raise TypeError(f"task_sync_func needs a callable, got {type(function).__name__}")
     return TaskFunction(
         _SyncAdapter(function),
+        retries=retries,
+        initial_delay=initial_delay,
+        backoff_factor=backoff_factor,
+        retryable_exceptions=retryable_exceptions,
+    )
+
+
+def task_thread_func(
+    function: Callable[[T], object],
+    *,
+    timeout: float | None = None,
+    retries: int = 0,
+    initial_delay: float = 1.0,
+    backoff_factor: float = 2.0,
+    retryable_exceptions: tuple[type[BaseException], ...] = DEFAULT_RETRYABLE,
+    executor: Executor | None = None,
+) -> TaskFunction[T]:
+    """Declare a blocking function called as `function(ctx)` in a worker thread.
+
+    It runs in `executor` (asyncio's default executor when None) with a copy
+    of the caller's contextvars. A timeout or a cancellation stops the
+    waiting and is reported as usual, but the thread itself runs on to the
+    end of the function: threads cannot be killed, so make the function
+    finish on its own (or check a flag you set in cleanup).
+    """
+    if not callable(function):
+        raise TypeError(f"task_thread_func needs a callable, got {type(function).__name__}")
+    return TaskFunction(
+        _ThreadAdapter(function, executor),
+        timeout=timeout,
         retries=retries,
         initial_delay=initial_delay,
         backoff_factor=backoff_factor,

@@ -10,6 +10,7 @@ from sdax.declarations import (
     task_group_func,
     task_group_task,
     task_sync_func,
+    task_thread_func,
 )
 from sdax.errors import RetryableException
 
@@ -24,4 +25,5 @@ __all__ = [
     "task_group_func",
     "task_group_task",
     "task_sync_func",
+    "task_thread_func",
 ]
