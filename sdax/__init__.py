@@ -23,7 +23,9 @@ from sdax.errors import (
     DependencyCycleError,
     PhaseCancelledError,
     RetryableException,
+    RunTimeoutError,
     SdaxExecutionError,
+    TaskFailure,
     flatten_exceptions,
 )
 from sdax.processor import AsyncDagTaskProcessor, AsyncPhaseRunner, AsyncTaskProcessor
@@ -42,10 +44,12 @@ __all__ = [
     "PhaseCancelledError",
     "PhaseId",
     "RetryableException",
+    "RunTimeoutError",
     "SdaxExecutionError",
     "SdaxTaskGroup",
     "TaskAnalysis",
     "TaskAnalyzer",
+    "TaskFailure",
     "TaskFunction",
     "__version__",
     "flatten_exceptions",

@@ -11,8 +11,8 @@ import contextvars
 import enum
 import functools
 import math
-from concurrent.futures import Executor
 from collections.abc import Awaitable, Callable, Hashable
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 

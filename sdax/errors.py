@@ -22,6 +22,20 @@ class PhaseCancelledError(Exception):
     """
 
 
+class RunTimeoutError(TimeoutError):
+    """The run's deadline (`timeout=`) expired before PRE and EXECUTE were done.
+
+    Raised after cleanup. What else failed before the deadline is in
+    `failures` (an SdaxExecutionError), or None.
+    """
+
+    def __init__(self, timeout: float | None, failures: SdaxExecutionError | None) -> None:
+        also = "" if failures is None else f"; {failures.message} as well (see .failures)"
+        super().__init__(f"run deadline of {timeout:g} s expired; cleanup ran{also}")
+        self.timeout = timeout
+        self.failures = failures
+
+
 class DependencyCycleError(ValueError):
     """The declared dependencies form a cycle; `cycle` lists it, first key repeated last."""
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 from types import TracebackType
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypedDict, TypeVar
 
 from sdax.actors.coordinator import Coordinator
 from sdax.analysis import TaskAnalysis
@@ -65,18 +65,42 @@ class AsyncTaskProcessor(Generic[T]):
             self._analysis = TaskAnalysis(self._graph)
         return self._analysis
 
-    async def process_tasks(self, ctx: T, *, rng: random.Random | None = None) -> None:
+    async def process_tasks(
+        self,
+        ctx: T,
+        *,
+        # Not asyncio.timeout around the call: a run deadline must stop forward
+        # work and still run every cleanup before it raises.
+        timeout: float | None = None,  # noqa: ASYNC109
+        cleanup_timeout: float | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
         """Run `ctx` through every phase; raise after cleanup if anything went wrong.
 
-        Raises SdaxExecutionError with every failure; the caller's
-        CancelledError (after cleanup, never swallowed); or a KeyboardInterrupt-
-        style BaseException a task raised, unchanged. `rng` draws retry jitter.
+        Raises, by priority: the caller's CancelledError (after cleanup, never
+        swallowed); a KeyboardInterrupt-style BaseException a task raised,
+        unchanged; RunTimeoutError if `timeout` seconds passed before PRE and
+        EXECUTE were done (running work is cancelled, cleanup runs); else
+        SdaxExecutionError with every failure. `cleanup_timeout` bounds each
+        post_execute (a post cut off is a failure; the others still run).
+        `rng` draws retry jitter.
         """
-        await Coordinator(self._graph, ctx, rng=rng).run()
+        options = _run_options(timeout, cleanup_timeout, rng)
+        await Coordinator(self._graph, ctx, **options).run()
 
-    def open(self, ctx: T, *, rng: random.Random | None = None) -> AsyncPhaseRunner[T]:
-        """An async context manager that runs `ctx` one phase at a time."""
-        return AsyncPhaseRunner(self._graph, ctx, rng)
+    def open(
+        self,
+        ctx: T,
+        *,
+        timeout: float | None = None,
+        cleanup_timeout: float | None = None,
+        rng: random.Random | None = None,
+    ) -> AsyncPhaseRunner[T]:
+        """An async context manager that runs `ctx` one phase at a time.
+
+        `timeout` counts from the first `run_next()`, time between phases included.
+        """
+        return AsyncPhaseRunner(self._graph, ctx, _run_options(timeout, cleanup_timeout, rng))
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} of {len(self._graph)} tasks>"
@@ -107,12 +131,12 @@ class AsyncPhaseRunner(Generic[T]):
     KeyboardInterrupt-style error, which then propagates instead.
     """
 
-    __slots__ = ("_graph", "_ctx", "_rng", "_coordinator", "_closed")
+    __slots__ = ("_graph", "_ctx", "_options", "_coordinator", "_closed")
 
-    def __init__(self, graph: TaskGraph, ctx: T, rng: random.Random | None) -> None:
+    def __init__(self, graph: TaskGraph, ctx: T, options: _RunOptions) -> None:
         self._graph = graph
         self._ctx = ctx
-        self._rng = rng
+        self._options = options
         self._coordinator: Coordinator | None = None
         self._closed = False
 
@@ -130,7 +154,7 @@ class AsyncPhaseRunner(Generic[T]):
         if interruption is not None and (exc is None or isinstance(exc, Exception)):
             raise interruption
         if exc is None:
-            self._run().raise_failures()
+            self._run().raise_result()
 
     async def run_next(self) -> bool:
         """Run the next phase; True while another phase remains.
@@ -141,10 +165,9 @@ class AsyncPhaseRunner(Generic[T]):
         if self._closed:
             raise RuntimeError("run_next() on a closed phase runner")
         coordinator = self._run()
-        phase = coordinator.next_phase
-        if phase is None:
+        if coordinator.next_phase is None:
             return False
-        interruption = await coordinator.run_phase(phase)
+        interruption = await coordinator.run_next_phase()
         if interruption is not None:
             raise interruption
         return coordinator.next_phase is not None
@@ -184,12 +207,27 @@ class AsyncPhaseRunner(Generic[T]):
             return None
         coordinator.skip_execute()
         interruption = None
-        while (phase := coordinator.next_phase) is not None:
-            interruption = await coordinator.run_phase(phase) or interruption
+        while coordinator.next_phase is not None:
+            interruption = await coordinator.run_next_phase() or interruption
         return interruption
 
     def _run(self) -> Coordinator:
         # Created on entry, when an event loop is running; not in __init__.
         if self._coordinator is None:
-            self._coordinator = Coordinator(self._graph, self._ctx, rng=self._rng)
+            self._coordinator = Coordinator(self._graph, self._ctx, **self._options)
         return self._coordinator
+
+
+class _RunOptions(TypedDict):
+    timeout: float | None
+    cleanup_timeout: float | None
+    rng: random.Random | None
+
+
+def _run_options(
+    timeout: float | None, cleanup_timeout: float | None, rng: random.Random | None
+) -> _RunOptions:
+    for name, seconds in (("timeout", timeout), ("cleanup_timeout", cleanup_timeout)):
+        if seconds is not None and not (seconds >= 0):  # also rejects NaN
+            raise ValueError(f"{name} must be a number of seconds >= 0 or None, got {seconds!r}")
+    return _RunOptions(timeout=timeout, cleanup_timeout=cleanup_timeout, rng=rng)

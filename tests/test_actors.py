@@ -98,7 +98,7 @@ async def test_cancellations_carry_the_reason_a_sibling_failed() -> None:
         probe.release("B", PRE)
 
     helper = asyncio.create_task(release_b())
-    await run.run_phase(PhaseId.PRE_EXEC)
+    await run.run_next_phase()
     await helper
     assert run.cancelled_phases == [("A", PhaseId.PRE_EXEC, CancelReason.SIBLING_FAILED)]
     assert run.next_phase is PhaseId.POST_EXEC
@@ -108,7 +108,7 @@ async def test_cancellations_carry_the_reason_the_caller_was_cancelled() -> None
     probe = Probe()
     graph = graph_of((probe.task("A", pre=HOLD, post=OK), ()))
     run = Coordinator(graph, None)
-    driver = asyncio.create_task(run.run_phase(PhaseId.PRE_EXEC))
+    driver = asyncio.create_task(run.run_next_phase())
     await probe.started("A", PRE)
     driver.cancel()
     interruption = await driver  # the phase absorbs it and hands it back
@@ -130,15 +130,18 @@ async def test_cancellations_carry_the_reason_a_task_raised_a_fatal_error() -> N
         probe.release("B", PRE)
 
     helper = asyncio.create_task(release_b())
-    interruption = await run.run_phase(PhaseId.PRE_EXEC)
+    interruption = await run.run_next_phase()
     await helper
     assert isinstance(interruption, SystemExit)
     assert run.cancelled_phases == [("A", PhaseId.PRE_EXEC, CancelReason.FATAL_ERROR)]
 
 
-async def test_phases_can_only_run_in_order() -> None:
+async def test_phases_run_in_order_and_none_is_left_after_post() -> None:
     run = Coordinator(graph_of((Probe().task("A", pre=OK), ())), None)
-    with pytest.raises(RuntimeError, match="next phase is pre_execute"):
-        await run.run_phase(PhaseId.EXECUTE)
-    await run.run()
-    assert run.next_phase is None
+    order = []
+    while run.next_phase is not None:
+        order.append(run.next_phase)
+        await run.run_next_phase()
+    assert order == [PhaseId.PRE_EXEC, PhaseId.EXECUTE, PhaseId.POST_EXEC]
+    with pytest.raises(RuntimeError, match="the run is over"):
+        await run.run_next_phase()

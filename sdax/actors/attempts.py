@@ -46,6 +46,27 @@ def backoff_delay(function: TaskFunction[Any], retry: int, rng: random.Random) -
     return function.initial_delay * function.backoff_factor**retry * rng.uniform(0.5, 1.0)
 
 
+async def run_phase(
+    function: TaskFunction[Any],
+    ctx: object,
+    where: str,
+    rng: random.Random,
+    within: float | None = None,
+) -> None:
+    """Run `function` under its policy; with `within`, all attempts together get that long."""
+    if within is None:
+        await run_attempts(function, ctx, where, rng)
+        return
+    bound = asyncio.timeout(within)
+    try:
+        async with bound:
+            await run_attempts(function, ctx, where, rng)
+    except TimeoutError as error:
+        if bound.expired():
+            annotate(error, f"sdax: {where} cut off by cleanup_timeout={within:g} s")
+        raise
+
+
 async def run_attempts(
     function: TaskFunction[Any], ctx: object, where: str, rng: random.Random
 ) -> None:

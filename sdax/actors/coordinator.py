@@ -31,14 +31,16 @@ from sdax.actors.messages import (
     CANCEL,
     START,
     CancelReason,
+    DeadlineExpired,
     Event,
     PhaseCancelled,
     PhaseFailed,
     PhaseSucceeded,
+    StartPhase,
 )
 from sdax.actors.task_actor import RunScope, TaskActor, task_starter
 from sdax.declarations import PhaseId
-from sdax.errors import SdaxExecutionError, TaskFailure, count_noun
+from sdax.errors import RunTimeoutError, SdaxExecutionError, TaskFailure, count_noun
 from sdax.graph import TaskGraph
 
 PRE, EXECUTE, POST = PhaseId.PRE_EXEC, PhaseId.EXECUTE, PhaseId.POST_EXEC
@@ -125,14 +127,29 @@ class Coordinator:
         "_interruption",
         "_last_phase",
         "_shuffle",
+        "_commands",
+        "_timeout",
+        "_deadline",
+        "_timed_out",
     )
 
-    def __init__(self, graph: TaskGraph, ctx: object, *, rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        graph: TaskGraph,
+        ctx: object,
+        *,
+        rng: random.Random | None = None,
+        timeout: float | None = None,
+        cleanup_timeout: float | None = None,
+    ) -> None:
         self._graph = graph
         self._state = RunState.IDLE
         self._mailbox: Mailbox[Event] = Mailbox()
         loop = asyncio.get_running_loop()
         self._scope = RunScope(ctx, self._mailbox, rng or _default_rng, task_starter(loop))
+        self._commands = dict(START)
+        if cleanup_timeout is not None:  # each post, all its attempts, within that many seconds
+            self._commands[POST] = StartPhase(phase=POST, within=cleanup_timeout)
         self._actors: list[TaskActor | None] = [None] * len(graph)
         # invariant: exactly the actors whose phase has started and not yet reported its end
         self._running: dict[int, TaskActor] = {}
@@ -145,6 +162,9 @@ class Coordinator:
         self._interruption: BaseException | None = None  # cancel or fatal error of this phase
         self._last_phase: PhaseId | None = None
         self._shuffle = release_shuffle.get()
+        self._timeout = timeout  # bounds PRE and EXECUTE together, from the start of PRE
+        self._deadline: asyncio.TimerHandle | None = None
+        self._timed_out = False  # the deadline stopped the run while it was going forward
 
     # -- driving -----------------------------------------------------------------
 
@@ -170,18 +190,22 @@ class Coordinator:
 
     async def run(self) -> None:
         """Run every phase that is due, then raise what the run ended with, if anything."""
-        while (phase := self.next_phase) is not None:
-            await self.run_phase(phase)
+        while self.next_phase is not None:
+            await self.run_next_phase()
         self.raise_outcome()
 
-    async def run_phase(self, phase: PhaseId) -> BaseException | None:
-        """Run `phase` until everything it started has stopped.
+    async def run_next_phase(self) -> BaseException | None:
+        """Run the phase that is due until everything it started has stopped.
 
-        Returns the cancellation or fatal error that arrived during it (the
+        Events that arrived between phases (an expired deadline) are handled
+        first, so they can change which phase is due. Returns the
+        cancellation or fatal error that arrived during the phase (the
         caller decides when to raise it), or None.
         """
-        if phase is not self.next_phase:
-            raise RuntimeError(f"cannot run {phase} now: the next phase is {self.next_phase}")
+        self._handle_delivered()
+        phase = self.next_phase
+        if phase is None:
+            raise RuntimeError("the run is over: no phase is left to run")
         self._last_phase = phase
         self._interruption = None
         _ENTER[phase](self)
@@ -200,7 +224,7 @@ class Coordinator:
         self._transition(RunState.DONE)
 
     def raise_outcome(self) -> None:
-        """Raise the caller's cancellation, else a fatal error, else the failures."""
+        """Raise, by priority: the caller's cancellation, a fatal error, the deadline, failures."""
         if self._cancelled is not None:
             if self._failures:
                 # Keep the failures reachable; the cancellation is what propagates.
@@ -208,7 +232,15 @@ class Coordinator:
             raise self._cancelled
         if self._fatal is not None:
             raise self._fatal
-        self.raise_failures()
+        self.raise_result()
+
+    def raise_result(self) -> None:
+        """Raise RunTimeoutError if the deadline stopped the run, else the failures, if any."""
+        failures = self.failure_group() if self._failures else None
+        if self._timed_out:
+            raise RunTimeoutError(self._timeout, failures)
+        if failures is not None:
+            raise failures
 
     def raise_failures(self) -> None:
         if self._failures:
@@ -228,6 +260,10 @@ class Coordinator:
             failures,
         )
 
+    def _handle_delivered(self) -> None:
+        while (event := self._mailbox.poll()) is not None:
+            _EVENT_HANDLERS[type(event)](self, event)
+
     async def _pump(self) -> None:
         mailbox = self._mailbox
         running = self._running
@@ -245,6 +281,9 @@ class Coordinator:
 
     def _enter_pre(self) -> None:
         self._transition(RunState.PRE)
+        if self._timeout is not None:
+            loop = asyncio.get_running_loop()
+            self._deadline = loop.call_later(self._timeout, self._mailbox.put, DEADLINE_EXPIRED)
         if self._graph.any_pre:
             self._seed(self._pre, self._graph.roots)
         else:  # nothing to run: every node passes at once, no need to walk the edges
@@ -264,6 +303,8 @@ class Coordinator:
             else [post and gate[node] != WAITING for node, post in enumerate(graph.has_post)]
         )
         self._transition(RunState.POST)
+        if self._deadline is not None:
+            self._deadline.cancel()  # the deadline bounds PRE and EXECUTE only
         self._post = _Flow(POST, graph.dependencies, list(graph.dependent_counts), owes)
         if graph.any_post and any(owes):  # else no cleanup is owed: nothing to walk
             self._seed(self._post, graph.tips)
@@ -302,7 +343,7 @@ class Coordinator:
         if self._shuffle is not None:
             nodes = list(nodes)
             self._shuffle.shuffle(nodes)
-        actors, running, command = self._actors, self._running, START[phase]
+        actors, running, command = self._actors, self._running, self._commands[phase]
         for node in nodes:
             actor = actors[node]
             if actor is None:
@@ -342,6 +383,12 @@ class Coordinator:
     def _cleanup_over(self, node: int) -> None:
         assert self._post is not None
         self._advance(self._post, [node])
+
+    def _on_deadline(self, event: DeadlineExpired) -> None:
+        # Only a run still going forward times out; a failing one keeps its failures.
+        if self._state in (RunState.PRE, RunState.EXECUTE):
+            self._timed_out = True
+            self._abort(CancelReason.DEADLINE)
 
     def _on_caller_cancelled(self, cancel: asyncio.CancelledError) -> None:
         if self._cancelled is None:
@@ -383,4 +430,7 @@ _EVENT_HANDLERS: dict[type[Any], Callable[[Coordinator, Any], None]] = {
     PhaseSucceeded: Coordinator._on_succeeded,
     PhaseFailed: Coordinator._on_failed,
     PhaseCancelled: Coordinator._on_cancelled,
+    DeadlineExpired: Coordinator._on_deadline,
 }
+
+DEADLINE_EXPIRED = DeadlineExpired()

@@ -25,15 +25,17 @@ class CancelReason(enum.Enum):
     SIBLING_FAILED = "a pre_execute of another task failed"
     FATAL_ERROR = "a task raised a BaseException such as KeyboardInterrupt"
     CALLER_CANCELLED = "the task awaiting the run was cancelled"
+    DEADLINE = "the run's deadline expired"
 
 
 # Commands: coordinator -> task actor.
 
 
 class StartPhase(Struct, frozen=True, kw_only=True):
-    """Run the task's function for `phase` now."""
+    """Run the task's function for `phase` now, all attempts within `within` seconds if set."""
 
     phase: PhaseId
+    within: float | None = None
 
 
 class CancelPhase(Struct, frozen=True, kw_only=True):
@@ -72,8 +74,15 @@ class PhaseCancelled(Struct, frozen=True, kw_only=True):
     reason: CancelReason
 
 
+# Timer event: loop -> coordinator.
+
+
+class DeadlineExpired(Struct, frozen=True, kw_only=True):
+    """The run's deadline (`timeout=`) has passed."""
+
+
 Command = StartPhase | CancelPhase
-Event = PhaseSucceeded | PhaseFailed | PhaseCancelled
+Event = PhaseSucceeded | PhaseFailed | PhaseCancelled | DeadlineExpired
 
 START = {phase: StartPhase(phase=phase) for phase in PhaseId}
 CANCEL = {reason: CancelPhase(reason=reason) for reason in CancelReason}

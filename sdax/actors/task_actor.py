@@ -20,7 +20,7 @@ from collections.abc import Callable, Coroutine
 from types import CoroutineType
 from typing import Any
 
-from sdax.actors.attempts import ensure_awaitable, run_attempts
+from sdax.actors.attempts import ensure_awaitable, run_phase
 from sdax.actors.mailbox import Mailbox
 from sdax.actors.messages import (
     CancelPhase,
@@ -94,7 +94,8 @@ class TaskActor:
         phase = command.phase
         self._phase = phase
         self._cancel_reason = None
-        self._task = self._scope.create_task(self._run(phase, self._node.functions[phase]))
+        function = self._node.functions[phase]
+        self._task = self._scope.create_task(self._run(phase, function, command.within))
 
     def _cancel(self, command: CancelPhase) -> None:
         task = self._task
@@ -106,18 +107,18 @@ class TaskActor:
         # would then report nothing: the callback reports for it.
         task.add_done_callback(self._report_if_never_started)
 
-    async def _run(self, phase: PhaseId, function: TaskFunction[Any]) -> None:
+    async def _run(self, phase: PhaseId, function: TaskFunction[Any], within: float | None) -> None:
         node = self._node
         scope = self._scope
         event: Event
         try:
-            if phase in node.plain:
+            if within is None and phase in node.plain:  # the hot path, inline
                 result = function.function(scope.ctx)
                 if type(result) is not CoroutineType:
                     result = ensure_awaitable(result, function, self._where(phase))
                 await result
             else:
-                await run_attempts(function, scope.ctx, self._where(phase), scope.rng)
+                await run_phase(function, scope.ctx, self._where(phase), scope.rng, within)
         except asyncio.CancelledError as cancel:
             event = self._cancelled(phase, cancel)
         except GeneratorExit:
