@@ -28,9 +28,12 @@ from sdax.errors import (
     TaskFailure,
     flatten_exceptions,
 )
+from sdax.limits import Limit, LimitUse
 from sdax.processor import AsyncDagTaskProcessor, AsyncPhaseRunner, AsyncTaskProcessor
 
 __all__ = [
+    "Limit",
+    "LimitUse",
     "AsyncDagLevelAdapterBuilder",
     "AsyncDagTaskProcessor",
     "AsyncDagTaskProcessorBuilder",

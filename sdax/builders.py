@@ -54,11 +54,15 @@ class AsyncDagTaskProcessorBuilder(Generic[T]):
         self._declarations.append((task, dependencies))
         return self
 
-    def build(self) -> AsyncDagTaskProcessor[T]:
-        """Validate the graph and return an immutable, reusable processor."""
+    def build(self, *, max_concurrency: int | None = None) -> AsyncDagTaskProcessor[T]:
+        """Validate the graph and return an immutable, reusable processor.
+
+        `max_concurrency` caps how many pre_execute and execute functions of
+        one run may run at once (cleanup is never held back).
+        """
         from sdax.processor import AsyncDagTaskProcessor
 
-        return AsyncDagTaskProcessor(compile_graph(self._declarations))
+        return AsyncDagTaskProcessor(compile_graph(self._declarations, max_concurrency))
 
 
 class AsyncDagLevelAdapterBuilder(Generic[T]):
@@ -82,7 +86,8 @@ class AsyncDagLevelAdapterBuilder(Generic[T]):
         self._levels.setdefault(level, []).append(task)
         return self
 
-    def build(self) -> AsyncDagTaskProcessor[T]:
+    def build(self, *, max_concurrency: int | None = None) -> AsyncDagTaskProcessor[T]:
+        """Validate and return an immutable processor; `max_concurrency` as for the DAG builder."""
         from sdax.processor import AsyncDagTaskProcessor
 
         declarations: list[Declaration] = []
@@ -95,7 +100,7 @@ class AsyncDagLevelAdapterBuilder(Generic[T]):
             below = (barrier.name,)
         if declarations:
             declarations.pop()  # nothing waits above the top level
-        return AsyncDagTaskProcessor(compile_graph(declarations))
+        return AsyncDagTaskProcessor(compile_graph(declarations, max_concurrency))
 
 
 def _check_task(task: object) -> None:

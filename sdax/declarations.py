@@ -11,12 +11,13 @@ import contextvars
 import enum
 import functools
 import math
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable, Iterable
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from sdax.errors import RetryableException
+from sdax.limits import Limit, LimitUse, as_uses
 
 if TYPE_CHECKING:
     from sdax.actors.task_group import SdaxTaskGroup
@@ -64,6 +65,8 @@ class TaskFunction(Generic[T]):
     backoff_factor: float = 2.0
     retryable_exceptions: tuple[type[BaseException], ...] = DEFAULT_RETRYABLE
     has_task_group_argument: bool = False
+    # Normalised on construction to one LimitUse per Limit (see sdax.limits).
+    limits: tuple[Limit | LimitUse, ...] = ()
 
     def __post_init__(self) -> None:
         if not callable(self.function):
@@ -99,6 +102,16 @@ class TaskFunction(Generic[T]):
                 f"{name}: retries={self.retries} can never happen with an empty "
                 "retryable_exceptions tuple"
             )
+        try:
+            uses = as_uses(self.limits)
+        except TypeError as error:
+            raise TypeError(f"{name}: {error}") from None
+        object.__setattr__(self, "limits", uses)  # normalised: one LimitUse per Limit
+
+    @property
+    def limit_uses(self) -> tuple[LimitUse, ...]:
+        """What this function holds while it runs, one entry per limit."""
+        return as_uses(self.limits)
 
     @property
     def is_plain(self) -> bool:
@@ -135,6 +148,11 @@ class AsyncTask(Generic[T]):
                     f"{type(function).__name__}; wrap it, e.g. "
                     f"task_func({describe_callable(function)})"
                 )
+        if self.post_execute is not None and self.post_execute.limits:
+            raise ValueError(
+                f"task {self.name!r}: post_execute cannot declare limits; cleanup never "
+                "waits for a slot (releasing must not queue behind acquiring)"
+            )
 
     def function_for(self, phase: PhaseId) -> TaskFunction[T] | None:
         """The function declared for `phase`, or None."""
@@ -196,6 +214,7 @@ def task_func(
     initial_delay: float = 1.0,
     backoff_factor: float = 2.0,
     retryable_exceptions: tuple[type[BaseException], ...] = DEFAULT_RETRYABLE,
+    limits: Iterable[Limit | LimitUse] = (),
 ) -> TaskFunction[T]:
     """Declare an async phase function called as `function(ctx)`."""
     return TaskFunction(
@@ -205,6 +224,7 @@ def task_func(
         initial_delay=initial_delay,
         backoff_factor=backoff_factor,
         retryable_exceptions=retryable_exceptions,
+        limits=_collect(function, limits),
     )
 
 
@@ -216,6 +236,7 @@ def task_group_func(
     initial_delay: float = 1.0,
     backoff_factor: float = 2.0,
     retryable_exceptions: tuple[type[BaseException], ...] = DEFAULT_RETRYABLE,
+    limits: Iterable[Limit | LimitUse] = (),
 ) -> TaskFunction[T]:
     """Declare an async phase function called as `function(ctx, task_group)`.
 
@@ -229,6 +250,7 @@ def task_group_func(
         initial_delay=initial_delay,
         backoff_factor=backoff_factor,
         retryable_exceptions=retryable_exceptions,
+        limits=_collect(function, limits),
         has_task_group_argument=True,
     )
 
@@ -243,6 +265,7 @@ def task_sync_func(
     initial_delay: float = 1.0,
     backoff_factor: float = 2.0,
     retryable_exceptions: tuple[type[BaseException], ...] = DEFAULT_RETRYABLE,
+    limits: Iterable[Limit | LimitUse] = (),
 ) -> TaskFunction[T]:
     """Declare a plain function called as `function(ctx)` inline on the event loop.
 
@@ -256,6 +279,7 @@ def task_sync_func(
         initial_delay=initial_delay,
         backoff_factor=backoff_factor,
         retryable_exceptions=retryable_exceptions,
+        limits=_collect(function, limits),
     )
 
 
@@ -267,6 +291,7 @@ def task_thread_func(
     initial_delay: float = 1.0,
     backoff_factor: float = 2.0,
     retryable_exceptions: tuple[type[BaseException], ...] = DEFAULT_RETRYABLE,
+    limits: Iterable[Limit | LimitUse] = (),
     executor: Executor | None = None,
 ) -> TaskFunction[T]:
     """Declare a blocking function called as `function(ctx)` in a worker thread.
@@ -286,7 +311,17 @@ def task_thread_func(
         initial_delay=initial_delay,
         backoff_factor=backoff_factor,
         retryable_exceptions=retryable_exceptions,
+        limits=_collect(function, limits),
     )
+
+
+def _collect(function: object, limits: Iterable[Limit | LimitUse]) -> tuple[Limit | LimitUse, ...]:
+    if isinstance(limits, (Limit, LimitUse)):
+        raise TypeError(
+            f"{describe_callable(function)}: limits must be a collection, not a single "
+            f"{type(limits).__name__}; write limits=[{limits!r}]"
+        )
+    return tuple(limits)
 
 
 def join(name: Hashable) -> AsyncTask[Any]:

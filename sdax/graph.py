@@ -22,6 +22,7 @@ from typing import Any
 
 from sdax.declarations import AsyncTask, PhaseId, TaskFunction
 from sdax.errors import DependencyCycleError
+from sdax.limits import Limit, LimitUse
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +35,8 @@ class TaskNode:
     functions: dict[PhaseId, TaskFunction[Any]]
     # Phases whose function needs no attempt machinery (no timeout, retry or task group).
     plain: frozenset[PhaseId]
+    # What a pre_execute or execute must hold to start, in acquisition order.
+    limits: dict[PhaseId, tuple[LimitUse, ...]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +58,7 @@ class TaskGraph:
     executes: tuple[int, ...]
     any_pre: bool
     any_post: bool
+    any_limits: bool
     # Initial counters a run copies: unfinished dependencies (PRE) and dependents (POST).
     dependency_counts: tuple[int, ...]
     dependent_counts: tuple[int, ...]
@@ -73,12 +77,16 @@ class TaskGraph:
 Declaration = tuple[AsyncTask[Any], tuple[Hashable, ...]]
 
 
-def compile_graph(declarations: Sequence[Declaration]) -> TaskGraph:
+def compile_graph(
+    declarations: Sequence[Declaration], max_concurrency: int | None = None
+) -> TaskGraph:
     """Validate `declarations` (task, dependency keys) and compile them.
 
     Raises ValueError naming both tasks for a dependency that was never
-    declared, and DependencyCycleError (a ValueError) showing the cycle.
+    declared, DependencyCycleError (a ValueError) showing the cycle, and
+    ValueError for two distinct limits with one name.
     """
+    run_cap = _run_cap(max_concurrency)
     index: dict[Hashable, int] = {}
     for position, (task, _) in enumerate(declarations):
         if task.name in index:
@@ -95,7 +103,10 @@ def compile_graph(declarations: Sequence[Declaration]) -> TaskGraph:
     dependents = tuple(tuple(lst) for lst in dependents_lists)
     order = _topological_order(declarations, dependencies, dependents)
 
-    nodes = tuple(_task_node(position, task) for position, (task, _) in enumerate(declarations))
+    nodes = tuple(
+        _task_node(position, task, run_cap) for position, (task, _) in enumerate(declarations)
+    )
+    _check_limit_names(nodes)
     return TaskGraph(
         nodes=nodes,
         index=index,
@@ -107,6 +118,7 @@ def compile_graph(declarations: Sequence[Declaration]) -> TaskGraph:
         executes=tuple(node.index for node in nodes if PhaseId.EXECUTE in node.functions),
         any_pre=any(PhaseId.PRE_EXEC in node.functions for node in nodes),
         any_post=any(PhaseId.POST_EXEC in node.functions for node in nodes),
+        any_limits=any(node.limits for node in nodes),
         dependency_counts=tuple(len(deps) for deps in dependencies),
         dependent_counts=tuple(len(deps) for deps in dependents),
         roots=tuple(i for i, deps in enumerate(dependencies) if not deps),
@@ -114,7 +126,7 @@ def compile_graph(declarations: Sequence[Declaration]) -> TaskGraph:
     )
 
 
-def _task_node(position: int, task: AsyncTask[Any]) -> TaskNode:
+def _task_node(position: int, task: AsyncTask[Any], run_cap: Limit | None) -> TaskNode:
     declared = (
         (PhaseId.PRE_EXEC, task.pre_execute),
         (PhaseId.EXECUTE, task.execute),
@@ -127,7 +139,41 @@ def _task_node(position: int, task: AsyncTask[Any]) -> TaskNode:
         task=task,
         functions=functions,
         plain=frozenset(phase for phase, function in functions.items() if function.is_plain),
+        limits={
+            phase: uses
+            for phase, function in functions.items()
+            if phase is not PhaseId.POST_EXEC and (uses := _acquisition_order(function, run_cap))
+        },
     )
+
+
+def _run_cap(max_concurrency: int | None) -> Limit | None:
+    if max_concurrency is None:
+        return None
+    if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int):
+        raise TypeError(f"max_concurrency must be an int or None, got {max_concurrency!r}")
+    if max_concurrency < 1:
+        raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency}")
+    return Limit("max_concurrency", max_concurrency)
+
+
+def _acquisition_order(function: TaskFunction[Any], run_cap: Limit | None) -> tuple[LimitUse, ...]:
+    uses = function.limit_uses + ((LimitUse(run_cap, 1),) if run_cap is not None else ())
+    # One global order for every request rules out circular waits between them.
+    return tuple(sorted(uses, key=lambda use: (use.limit.name, id(use.limit))))
+
+
+def _check_limit_names(nodes: Sequence[TaskNode]) -> None:
+    seen: dict[str, tuple[Limit, Hashable]] = {}
+    for node in nodes:
+        for uses in node.limits.values():
+            for use in uses:
+                first = seen.setdefault(use.limit.name, (use.limit, node.key))
+                if first[0] is not use.limit:
+                    raise ValueError(
+                        f"two different limits are named {use.limit.name!r} (used by tasks "
+                        f"{first[1]!r} and {node.key!r}); share one Limit object or rename one"
+                    )
 
 
 def _resolve(index: dict[Hashable, int], name: Hashable, key: Hashable) -> int:

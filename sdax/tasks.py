@@ -13,8 +13,11 @@ from sdax.declarations import (
     task_thread_func,
 )
 from sdax.errors import RetryableException
+from sdax.limits import Limit, LimitUse
 
 __all__ = [
+    "Limit",
+    "LimitUse",
     "AsyncTask",
     "RetryableException",
     "SdaxTaskGroup",

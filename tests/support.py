@@ -49,6 +49,7 @@ HOLD = Hold()
 class Gate:
     started: asyncio.Event = field(default_factory=asyncio.Event)
     released: asyncio.Event = field(default_factory=asyncio.Event)
+    ended: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class Probe:
@@ -66,6 +67,10 @@ class Probe:
 
     async def started(self, key: Hashable, phase: str) -> None:
         await self.gate(key, phase).started.wait()
+
+    async def ended(self, key: Hashable, phase: str) -> None:
+        """Wait until the phase function has returned normally."""
+        await self.gate(key, phase).ended.wait()
 
     def release(self, key: Hashable, phase: str) -> None:
         self.gate(key, phase).released.set()
@@ -91,6 +96,7 @@ class Probe:
                 self.log.append(("cancelled", key, phase))
                 raise
             self.log.append(("end", key, phase))
+            gate.ended.set()
 
         scripted.__qualname__ = f"scripted[{key!r}, {phase}]"
         return task_func(scripted, **policy)

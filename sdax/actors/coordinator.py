@@ -26,6 +26,7 @@ from collections.abc import Callable, Hashable, Sequence
 from contextvars import ContextVar
 from typing import Any
 
+from sdax.actors.admission import Admission
 from sdax.actors.mailbox import Mailbox
 from sdax.actors.messages import (
     CANCEL,
@@ -36,6 +37,7 @@ from sdax.actors.messages import (
     PhaseCancelled,
     PhaseFailed,
     PhaseSucceeded,
+    SlotsGranted,
     StartPhase,
 )
 from sdax.actors.task_actor import RunScope, TaskActor, task_starter
@@ -127,6 +129,7 @@ class Coordinator:
         "_interruption",
         "_last_phase",
         "_shuffle",
+        "_admission",
         "_commands",
         "_timeout",
         "_deadline",
@@ -147,6 +150,7 @@ class Coordinator:
         self._mailbox: Mailbox[Event] = Mailbox()
         loop = asyncio.get_running_loop()
         self._scope = RunScope(ctx, self._mailbox, rng or _default_rng, task_starter(loop))
+        self._admission = Admission(self._mailbox) if graph.any_limits else None
         self._commands = dict(START)
         if cleanup_timeout is not None:  # each post, all its attempts, within that many seconds
             self._commands[POST] = StartPhase(phase=POST, within=cleanup_timeout)
@@ -267,7 +271,9 @@ class Coordinator:
     async def _pump(self) -> None:
         mailbox = self._mailbox
         running = self._running
-        while running:
+        admission = self._admission
+        # Busy while phases run, or wait for slots that other phases will give back.
+        while running or (admission is not None and admission.waiting):
             event = mailbox.poll()
             if event is not None:
                 _EVENT_HANDLERS[type(event)](self, event)
@@ -332,17 +338,34 @@ class Coordinator:
 
     def _launch(self, flow: _Flow, ready: list[int]) -> None:
         # Only a PRE that is still going forward, or POST, may start work.
-        if not ready or (flow.phase is PRE and self._state is not RunState.PRE):
-            return
-        progress = flow.progress
-        for node in ready:
-            progress[node] = STARTED
-        self._start(flow.phase, ready)
+        if ready and (flow.phase is not PRE or self._state is RunState.PRE):
+            self._start(flow.phase, ready)
 
     def _start(self, phase: PhaseId, nodes: Sequence[int]) -> None:
+        """Start `phase` for `nodes`, or queue those whose limits are not free yet."""
         if self._shuffle is not None:
             nodes = list(nodes)
             self._shuffle.shuffle(nodes)
+        if self._admission is not None and phase is not POST:
+            nodes = self._admit(phase, nodes)
+        self._begin(phase, nodes)
+
+    def _admit(self, phase: PhaseId, nodes: Sequence[int]) -> list[int]:
+        """The nodes whose limits were granted at once; the others hear by SlotsGranted."""
+        admission, graph_nodes = self._admission, self._graph.nodes
+        assert admission is not None
+        return [
+            node
+            for node in nodes
+            if not (uses := graph_nodes[node].limits.get(phase))
+            or admission.request(node, phase, uses)
+        ]
+
+    def _begin(self, phase: PhaseId, nodes: Sequence[int]) -> None:
+        if phase is PRE:  # from here on, cleanup is owed for these tasks
+            progress = self._pre.progress
+            for node in nodes:
+                progress[node] = STARTED
         actors, running, command = self._actors, self._running, self._commands[phase]
         for node in nodes:
             actor = actors[node]
@@ -353,15 +376,27 @@ class Coordinator:
 
     # -- events --------------------------------------------------------------------
 
+    def _settle(self, node: int) -> None:
+        # A phase has ended, whatever its outcome: it runs no more and holds no slot.
+        del self._running[node]
+        if self._admission is not None:
+            self._admission.release(node)
+
+    def _on_slots_granted(self, event: SlotsGranted) -> None:
+        assert self._admission is not None
+        # A grant withdrawn by an abort before this event was read is void.
+        if self._admission.claim(event.task):
+            self._begin(event.phase, [event.task])
+
     def _on_succeeded(self, event: PhaseSucceeded) -> None:
-        del self._running[event.task]
+        self._settle(event.task)
         if event.phase is PRE:
             self._advance(self._pre, [event.task])
         elif event.phase is POST:
             self._cleanup_over(event.task)
 
     def _on_failed(self, event: PhaseFailed) -> None:
-        del self._running[event.task]
+        self._settle(event.task)
         error = event.error
         if isinstance(error, Exception):
             self._failures.append(event)
@@ -375,7 +410,7 @@ class Coordinator:
             self._abort(CancelReason.SIBLING_FAILED)
 
     def _on_cancelled(self, event: PhaseCancelled) -> None:
-        del self._running[event.task]
+        self._settle(event.task)
         self._stopped.append(event)
         if event.phase is POST:
             self._cleanup_over(event.task)
@@ -400,6 +435,8 @@ class Coordinator:
         """Stop going forward: cancel what runs. Cleanup is cancelled only for the caller."""
         if self._state in (RunState.PRE, RunState.EXECUTE):
             self._transition(RunState.ABORTING)
+            if self._admission is not None:
+                self._admission.withdraw()  # waiting phases never started: nothing is owed
         elif self._state is RunState.POST and reason is not CancelReason.CALLER_CANCELLED:
             return
         command = CANCEL[reason]
@@ -430,6 +467,7 @@ _EVENT_HANDLERS: dict[type[Any], Callable[[Coordinator, Any], None]] = {
     PhaseSucceeded: Coordinator._on_succeeded,
     PhaseFailed: Coordinator._on_failed,
     PhaseCancelled: Coordinator._on_cancelled,
+    SlotsGranted: Coordinator._on_slots_granted,
     DeadlineExpired: Coordinator._on_deadline,
 }
 

@@ -74,6 +74,17 @@ class PhaseCancelled(Struct, frozen=True, kw_only=True):
     reason: CancelReason
 
 
+class SlotsGranted(Struct, frozen=True, kw_only=True):
+    """Every limit the task's `phase` declared has been granted: it may start.
+
+    Sent by the admission of the run (on behalf of whichever run gave the
+    units back), not by the task actor.
+    """
+
+    task: int
+    phase: PhaseId
+
+
 # Timer event: loop -> coordinator.
 
 
@@ -82,7 +93,7 @@ class DeadlineExpired(Struct, frozen=True, kw_only=True):
 
 
 Command = StartPhase | CancelPhase
-Event = PhaseSucceeded | PhaseFailed | PhaseCancelled | DeadlineExpired
+Event = PhaseSucceeded | PhaseFailed | PhaseCancelled | SlotsGranted | DeadlineExpired
 
 START = {phase: StartPhase(phase=phase) for phase in PhaseId}
 CANCEL = {reason: CancelPhase(reason=reason) for reason in CancelReason}

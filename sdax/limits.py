@@ -1,0 +1,73 @@
+"""Concurrency limits: how many phase functions may hold a resource at once.
+
+A `Limit` is a declaration, like a TaskFunction: a name and a capacity. A
+phase function declares what it uses, `task_func(fetch, limits=[db])` or,
+weighted, `limits=[db.units(2)]`; `builder.build(max_concurrency=N)` caps
+every pre_execute and execute of a run at N at once.
+
+A limit is per run unless `shared=True`: then one pool of `capacity` units
+serves every run that uses this Limit object on the same event loop (a
+connection pool shared by all requests, say).
+
+Cleanup never waits for a slot: post_execute functions cannot declare
+limits, since releasing resources must never queue behind acquiring them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, eq=False)
+class Limit:
+    """A named capacity; identity decides which uses share it."""
+
+    name: str
+    capacity: int
+    shared: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise TypeError(f"a Limit needs a non-empty str name, got {self.name!r}")
+        if isinstance(self.capacity, bool) or not isinstance(self.capacity, int):
+            raise TypeError(f"limit {self.name!r}: capacity must be an int, got {self.capacity!r}")
+        if self.capacity < 1:
+            raise ValueError(f"limit {self.name!r}: capacity must be >= 1, got {self.capacity}")
+
+    def units(self, count: int) -> LimitUse:
+        """Use `count` units of this limit (a heavier user of the same resource)."""
+        return LimitUse(self, count)
+
+    def __repr__(self) -> str:
+        shared = ", shared" if self.shared else ""
+        return f"Limit({self.name!r}, {self.capacity}{shared})"
+
+
+@dataclass(frozen=True)
+class LimitUse:
+    """`units` of `limit`, taken for the whole of a phase (all its attempts)."""
+
+    limit: Limit
+    units: int
+
+    def __post_init__(self) -> None:
+        if isinstance(self.units, bool) or not isinstance(self.units, int):
+            raise TypeError(f"limit {self.limit.name!r}: units must be an int, got {self.units!r}")
+        if not 1 <= self.units <= self.limit.capacity:
+            raise ValueError(
+                f"limit {self.limit.name!r}: units must be between 1 and its capacity "
+                f"{self.limit.capacity}, got {self.units} (such a phase could never start)"
+            )
+
+
+def as_uses(limits: object) -> tuple[LimitUse, ...]:
+    """Normalise a `limits=` argument: Limits and LimitUses, merged per limit."""
+    if isinstance(limits, (Limit, LimitUse)):
+        raise TypeError(f"limits must be a collection, not a single {type(limits).__name__}")
+    merged: dict[Limit, int] = {}
+    for item in limits:  # type: ignore[attr-defined]
+        use = LimitUse(item, 1) if isinstance(item, Limit) else item
+        if not isinstance(use, LimitUse):
+            raise TypeError(f"limits takes Limit or Limit.units(n) values, got {item!r}")
+        merged[use.limit] = merged.get(use.limit, 0) + use.units
+    return tuple(LimitUse(limit, units) for limit, units in merged.items())
