@@ -29,9 +29,35 @@ from sdax.errors import (
     flatten_exceptions,
 )
 from sdax.limits import Limit, LimitUse
+from sdax.observers import (
+    LoggingObserver,
+    PhaseFinished,
+    PhaseOutcome,
+    PhaseRetried,
+    PhaseStarted,
+    RunFinished,
+    RunObserver,
+    RunOutcome,
+    RunStarted,
+)
 from sdax.processor import AsyncDagTaskProcessor, AsyncPhaseRunner, AsyncTaskProcessor
+from sdax.report import ErrorInfo, PhaseReport, ReportRecorder, RunReport, TaskReport
 
 __all__ = [
+    "LoggingObserver",
+    "PhaseFinished",
+    "PhaseOutcome",
+    "PhaseRetried",
+    "PhaseStarted",
+    "RunFinished",
+    "RunObserver",
+    "RunOutcome",
+    "RunStarted",
+    "ErrorInfo",
+    "PhaseReport",
+    "ReportRecorder",
+    "RunReport",
+    "TaskReport",
     "Limit",
     "LimitUse",
     "AsyncDagLevelAdapterBuilder",

@@ -7,13 +7,14 @@ reach it.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar
 
 from msgspec import Struct
 
 from sdax.declarations import AsyncTask
 from sdax.graph import Declaration, compile_graph, normalise_dependencies
+from sdax.observers import RunObserver
 
 if TYPE_CHECKING:
     from sdax.processor import AsyncDagTaskProcessor
@@ -54,15 +55,19 @@ class AsyncDagTaskProcessorBuilder(Generic[T]):
         self._declarations.append((task, dependencies))
         return self
 
-    def build(self, *, max_concurrency: int | None = None) -> AsyncDagTaskProcessor[T]:
+    def build(
+        self, *, max_concurrency: int | None = None, observers: Sequence[RunObserver] = ()
+    ) -> AsyncDagTaskProcessor[T]:
         """Validate the graph and return an immutable, reusable processor.
 
         `max_concurrency` caps how many pre_execute and execute functions of
-        one run may run at once (cleanup is never held back).
+        one run may run at once (cleanup is never held back); `observers`
+        hear every run of the processor.
         """
         from sdax.processor import AsyncDagTaskProcessor
 
-        return AsyncDagTaskProcessor(compile_graph(self._declarations, max_concurrency))
+        graph = compile_graph(self._declarations, max_concurrency)
+        return AsyncDagTaskProcessor(graph, observers)
 
 
 class AsyncDagLevelAdapterBuilder(Generic[T]):
@@ -86,8 +91,10 @@ class AsyncDagLevelAdapterBuilder(Generic[T]):
         self._levels.setdefault(level, []).append(task)
         return self
 
-    def build(self, *, max_concurrency: int | None = None) -> AsyncDagTaskProcessor[T]:
-        """Validate and return an immutable processor; `max_concurrency` as for the DAG builder."""
+    def build(
+        self, *, max_concurrency: int | None = None, observers: Sequence[RunObserver] = ()
+    ) -> AsyncDagTaskProcessor[T]:
+        """Validate and return an immutable processor; options as for the DAG builder."""
         from sdax.processor import AsyncDagTaskProcessor
 
         declarations: list[Declaration] = []
@@ -100,7 +107,7 @@ class AsyncDagLevelAdapterBuilder(Generic[T]):
             below = (barrier.name,)
         if declarations:
             declarations.pop()  # nothing waits above the top level
-        return AsyncDagTaskProcessor(compile_graph(declarations, max_concurrency))
+        return AsyncDagTaskProcessor(compile_graph(declarations, max_concurrency), observers)
 
 
 def _check_task(task: object) -> None:

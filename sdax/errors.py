@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from sdax.report import RunReport
 
 
 class RetryableException(Exception):
@@ -34,6 +37,7 @@ class RunTimeoutError(TimeoutError):
         super().__init__(f"run deadline of {timeout:g} s expired; cleanup ran{also}")
         self.timeout = timeout
         self.failures = failures
+        self.report: RunReport | None = None  # set when the run was asked for a report
 
 
 class DependencyCycleError(ValueError):
@@ -67,6 +71,7 @@ class SdaxExecutionError(ExceptionGroup[Exception]):
     """
 
     failures: tuple[TaskFailure, ...]
+    report: RunReport | None = None  # set when the run was asked for a report
 
     def __new__(
         cls,

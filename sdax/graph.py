@@ -48,6 +48,7 @@ class TaskGraph:
     """
 
     nodes: tuple[TaskNode, ...]
+    keys: tuple[Hashable, ...]
     index: dict[Hashable, int]
     dependencies: tuple[tuple[int, ...], ...]
     dependents: tuple[tuple[int, ...], ...]
@@ -59,16 +60,14 @@ class TaskGraph:
     any_pre: bool
     any_post: bool
     any_limits: bool
+    # Every task with the phases it declares, in order: what observers are told at the start.
+    phase_plan: tuple[tuple[Hashable, tuple[PhaseId, ...]], ...]
     # Initial counters a run copies: unfinished dependencies (PRE) and dependents (POST).
     dependency_counts: tuple[int, ...]
     dependent_counts: tuple[int, ...]
     # Where each flow starts: nodes with no dependencies, and with no dependents.
     roots: tuple[int, ...]
     tips: tuple[int, ...]
-
-    @property
-    def keys(self) -> tuple[Hashable, ...]:
-        return tuple(node.key for node in self.nodes)
 
     def __len__(self) -> int:
         return len(self.nodes)
@@ -109,6 +108,7 @@ def compile_graph(
     _check_limit_names(nodes)
     return TaskGraph(
         nodes=nodes,
+        keys=tuple(node.key for node in nodes),
         index=index,
         dependencies=dependencies,
         dependents=dependents,
@@ -119,6 +119,7 @@ def compile_graph(
         any_pre=any(PhaseId.PRE_EXEC in node.functions for node in nodes),
         any_post=any(PhaseId.POST_EXEC in node.functions for node in nodes),
         any_limits=any(node.limits for node in nodes),
+        phase_plan=tuple((node.key, tuple(node.functions)) for node in nodes),
         dependency_counts=tuple(len(deps) for deps in dependencies),
         dependent_counts=tuple(len(deps) for deps in dependents),
         roots=tuple(i for i, deps in enumerate(dependencies) if not deps),

@@ -8,13 +8,17 @@ run's state. Concurrent runs share nothing mutable.
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Generic, TypedDict, TypeVar
+from typing import TYPE_CHECKING, Generic, Literal, TypedDict, TypeVar, overload
 
 from sdax.actors.coordinator import Coordinator
 from sdax.analysis import TaskAnalysis
 from sdax.declarations import PhaseId
+from sdax.errors import RunTimeoutError, SdaxExecutionError
 from sdax.graph import TaskGraph
+from sdax.observers import RunObserver
+from sdax.report import ReportRecorder, RunReport
 
 if TYPE_CHECKING:
     from sdax.builders import AsyncDagLevelAdapterBuilder, AsyncDagTaskProcessorBuilder
@@ -31,11 +35,12 @@ class AsyncTaskProcessor(Generic[T]):
     context, on one event loop or on several in different threads.
     """
 
-    __slots__ = ("_graph", "_analysis")
+    __slots__ = ("_graph", "_analysis", "_observers")
 
-    def __init__(self, graph: TaskGraph) -> None:
+    def __init__(self, graph: TaskGraph, observers: Sequence[RunObserver] = ()) -> None:
         self._graph = graph
         self._analysis: TaskAnalysis | None = None
+        self._observers = tuple(observers)  # hear every run
 
     @classmethod
     def builder(cls) -> AsyncDagLevelAdapterBuilder[T]:
@@ -65,6 +70,30 @@ class AsyncTaskProcessor(Generic[T]):
             self._analysis = TaskAnalysis(self._graph)
         return self._analysis
 
+    @overload
+    async def process_tasks(
+        self,
+        ctx: T,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109
+        cleanup_timeout: float | None = None,
+        rng: random.Random | None = None,
+        observers: Sequence[RunObserver] = (),
+        report: Literal[False] = False,
+    ) -> None: ...
+
+    @overload
+    async def process_tasks(
+        self,
+        ctx: T,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109
+        cleanup_timeout: float | None = None,
+        rng: random.Random | None = None,
+        observers: Sequence[RunObserver] = (),
+        report: Literal[True],
+    ) -> RunReport: ...
+
     async def process_tasks(
         self,
         ctx: T,
@@ -74,7 +103,9 @@ class AsyncTaskProcessor(Generic[T]):
         timeout: float | None = None,  # noqa: ASYNC109
         cleanup_timeout: float | None = None,
         rng: random.Random | None = None,
-    ) -> None:
+        observers: Sequence[RunObserver] = (),
+        report: bool = False,
+    ) -> RunReport | None:
         """Run `ctx` through every phase; raise after cleanup if anything went wrong.
 
         Raises, by priority: the caller's CancelledError (after cleanup, never
@@ -83,10 +114,22 @@ class AsyncTaskProcessor(Generic[T]):
         EXECUTE were done (running work is cancelled, cleanup runs); else
         SdaxExecutionError with every failure. `cleanup_timeout` bounds each
         post_execute (a post cut off is a failure; the others still run).
-        `rng` draws retry jitter.
+        `rng` draws retry jitter. `observers` hear this run (after the
+        processor's own). With `report=True` the run returns a RunReport, and
+        an SdaxExecutionError or RunTimeoutError it raises carries it as `.report`.
         """
-        options = _run_options(timeout, cleanup_timeout, rng)
-        await Coordinator(self._graph, ctx, **options).run()
+        recorder = ReportRecorder() if report else None
+        options = self._run_options(timeout, cleanup_timeout, rng, observers, recorder)
+        coordinator = Coordinator(self._graph, ctx, **options)
+        if recorder is None:
+            await coordinator.run()
+            return None
+        try:
+            await coordinator.run()
+        except (SdaxExecutionError, RunTimeoutError) as error:
+            error.report = recorder.report
+            raise
+        return recorder.report
 
     def open(
         self,
@@ -95,12 +138,35 @@ class AsyncTaskProcessor(Generic[T]):
         timeout: float | None = None,
         cleanup_timeout: float | None = None,
         rng: random.Random | None = None,
+        observers: Sequence[RunObserver] = (),
+        report: bool = False,
     ) -> AsyncPhaseRunner[T]:
         """An async context manager that runs `ctx` one phase at a time.
 
-        `timeout` counts from the first `run_next()`, time between phases included.
+        `timeout` counts from the first `run_next()`, time between phases
+        included. With `report=True`, `runner.report()` shows the run so far.
         """
-        return AsyncPhaseRunner(self._graph, ctx, _run_options(timeout, cleanup_timeout, rng))
+        recorder = ReportRecorder() if report else None
+        options = self._run_options(timeout, cleanup_timeout, rng, observers, recorder)
+        return AsyncPhaseRunner(self._graph, ctx, options, recorder)
+
+    def _run_options(
+        self,
+        timeout: float | None,
+        cleanup_timeout: float | None,
+        rng: random.Random | None,
+        observers: Sequence[RunObserver],
+        recorder: ReportRecorder | None,
+    ) -> _RunOptions:
+        for name, seconds in (("timeout", timeout), ("cleanup_timeout", cleanup_timeout)):
+            if seconds is not None and not (seconds >= 0):  # also rejects NaN
+                raise ValueError(
+                    f"{name} must be a number of seconds >= 0 or None, got {seconds!r}"
+                )
+        watching = (*self._observers, *observers, *((recorder,) if recorder else ()))
+        return _RunOptions(
+            timeout=timeout, cleanup_timeout=cleanup_timeout, rng=rng, observers=watching
+        )
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} of {len(self._graph)} tasks>"
@@ -131,12 +197,15 @@ class AsyncPhaseRunner(Generic[T]):
     KeyboardInterrupt-style error, which then propagates instead.
     """
 
-    __slots__ = ("_graph", "_ctx", "_options", "_coordinator", "_closed")
+    __slots__ = ("_graph", "_ctx", "_options", "_recorder", "_coordinator", "_closed")
 
-    def __init__(self, graph: TaskGraph, ctx: T, options: _RunOptions) -> None:
+    def __init__(
+        self, graph: TaskGraph, ctx: T, options: _RunOptions, recorder: ReportRecorder | None
+    ) -> None:
         self._graph = graph
         self._ctx = ctx
         self._options = options
+        self._recorder = recorder
         self._coordinator: Coordinator | None = None
         self._closed = False
 
@@ -191,6 +260,12 @@ class AsyncPhaseRunner(Generic[T]):
         """Raise SdaxExecutionError if anything has failed so far."""
         self._run().raise_failures()
 
+    def report(self) -> RunReport | None:
+        """The run so far, if opened with `report=True` (None before the first phase)."""
+        if self._recorder is None:
+            raise RuntimeError("open the runner with report=True to get a report")
+        return self._recorder.report
+
     async def aclose(self) -> None:
         """Finish what consistency requires (see the class docstring) and close."""
         interruption = await self._finish()
@@ -222,12 +297,4 @@ class _RunOptions(TypedDict):
     timeout: float | None
     cleanup_timeout: float | None
     rng: random.Random | None
-
-
-def _run_options(
-    timeout: float | None, cleanup_timeout: float | None, rng: random.Random | None
-) -> _RunOptions:
-    for name, seconds in (("timeout", timeout), ("cleanup_timeout", cleanup_timeout)):
-        if seconds is not None and not (seconds >= 0):  # also rejects NaN
-            raise ValueError(f"{name} must be a number of seconds >= 0 or None, got {seconds!r}")
-    return _RunOptions(timeout=timeout, cleanup_timeout=cleanup_timeout, rng=rng)
+    observers: tuple[RunObserver, ...]

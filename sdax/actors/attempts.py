@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import random
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from types import CoroutineType
 from typing import Any
 
@@ -46,21 +46,28 @@ def backoff_delay(function: TaskFunction[Any], retry: int, rng: random.Random) -
     return function.initial_delay * function.backoff_factor**retry * rng.uniform(0.5, 1.0)
 
 
+OnRetry = Callable[[int, BaseException, float], None]
+
+
 async def run_phase(
     function: TaskFunction[Any],
     ctx: object,
     where: str,
     rng: random.Random,
     within: float | None = None,
+    on_retry: OnRetry | None = None,
 ) -> None:
-    """Run `function` under its policy; with `within`, all attempts together get that long."""
+    """Run `function` under its policy; with `within`, all attempts together get that long.
+
+    `on_retry(attempt, error, delay)` hears of each failed attempt that will be retried.
+    """
     if within is None:
-        await run_attempts(function, ctx, where, rng)
+        await run_attempts(function, ctx, where, rng, on_retry)
         return
     bound = asyncio.timeout(within)
     try:
         async with bound:
-            await run_attempts(function, ctx, where, rng)
+            await run_attempts(function, ctx, where, rng, on_retry)
     except TimeoutError as error:
         if bound.expired():
             annotate(error, f"sdax: {where} cut off by cleanup_timeout={within:g} s")
@@ -68,7 +75,11 @@ async def run_phase(
 
 
 async def run_attempts(
-    function: TaskFunction[Any], ctx: object, where: str, rng: random.Random
+    function: TaskFunction[Any],
+    ctx: object,
+    where: str,
+    rng: random.Random,
+    on_retry: OnRetry | None = None,
 ) -> None:
     """Call `function` until an attempt succeeds or retrying is not allowed.
 
@@ -91,7 +102,10 @@ async def run_attempts(
                 raise
             if _cancel_pending():
                 raise asyncio.CancelledError() from error
-        await asyncio.sleep(backoff_delay(function, attempt - 1, rng))
+            delay = backoff_delay(function, attempt - 1, rng)
+            if on_retry is not None:
+                on_retry(attempt, error, delay)
+        await asyncio.sleep(delay)
 
 
 async def _attempt(function: TaskFunction[Any], ctx: object, where: str) -> None:

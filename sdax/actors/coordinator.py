@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import itertools
 import random
+import time
 from collections.abc import Callable, Hashable, Sequence
 from contextvars import ContextVar
 from typing import Any
@@ -36,14 +38,26 @@ from sdax.actors.messages import (
     Event,
     PhaseCancelled,
     PhaseFailed,
+    PhaseRetrying,
     PhaseSucceeded,
     SlotsGranted,
     StartPhase,
 )
+from sdax.actors.outcome import Outcome
 from sdax.actors.task_actor import RunScope, TaskActor, task_starter
 from sdax.declarations import PhaseId
-from sdax.errors import RunTimeoutError, SdaxExecutionError, TaskFailure, count_noun
+from sdax.errors import RunTimeoutError
 from sdax.graph import TaskGraph
+from sdax.observers import (
+    Observers,
+    PhaseFinished,
+    PhaseOutcome,
+    PhaseRetried,
+    PhaseStarted,
+    RunFinished,
+    RunObserver,
+    RunStarted,
+)
 
 PRE, EXECUTE, POST = PhaseId.PRE_EXEC, PhaseId.EXECUTE, PhaseId.POST_EXEC
 
@@ -122,10 +136,9 @@ class Coordinator:
         "_running",
         "_pre",
         "_post",
-        "_failures",
+        "_outcome",
         "_stopped",
-        "_fatal",
-        "_cancelled",
+        "_retries",
         "_interruption",
         "_last_phase",
         "_shuffle",
@@ -133,7 +146,8 @@ class Coordinator:
         "_commands",
         "_timeout",
         "_deadline",
-        "_timed_out",
+        "_observers",
+        "_run_id",
     )
 
     def __init__(
@@ -144,12 +158,17 @@ class Coordinator:
         rng: random.Random | None = None,
         timeout: float | None = None,
         cleanup_timeout: float | None = None,
+        observers: Sequence[RunObserver] = (),
     ) -> None:
         self._graph = graph
         self._state = RunState.IDLE
         self._mailbox: Mailbox[Event] = Mailbox()
+        # None when nobody listens, so each check on the hot path is a plain `is` test.
+        self._observers = Observers(observers) if observers else None
+        self._run_id = next(_run_ids)
         loop = asyncio.get_running_loop()
-        self._scope = RunScope(ctx, self._mailbox, rng or _default_rng, task_starter(loop))
+        clock = time.perf_counter if observers else None  # events carry times if observed
+        self._scope = RunScope(ctx, self._mailbox, rng or _default_rng, task_starter(loop), clock)
         self._admission = Admission(self._mailbox) if graph.any_limits else None
         self._commands = dict(START)
         if cleanup_timeout is not None:  # each post, all its attempts, within that many seconds
@@ -159,16 +178,14 @@ class Coordinator:
         self._running: dict[int, TaskActor] = {}
         self._pre = _Flow(PRE, graph.dependents, list(graph.dependency_counts), graph.has_pre)
         self._post: _Flow | None = None  # built when POST starts: who owes cleanup is known then
-        self._failures: list[PhaseFailed] = []  # ordinary failures, in the order they happened
+        self._outcome = Outcome(timeout)
         self._stopped: list[PhaseCancelled] = []  # phases we cancelled, with the reason
-        self._fatal: BaseException | None = None  # first KeyboardInterrupt-style error
-        self._cancelled: asyncio.CancelledError | None = None  # first cancellation of the caller
+        self._retries: dict[tuple[int, PhaseId], int] = {}  # failed attempts, where retried
         self._interruption: BaseException | None = None  # cancel or fatal error of this phase
         self._last_phase: PhaseId | None = None
         self._shuffle = release_shuffle.get()
         self._timeout = timeout  # bounds PRE and EXECUTE together, from the start of PRE
         self._deadline: asyncio.TimerHandle | None = None
-        self._timed_out = False  # the deadline stopped the run while it was going forward
 
     # -- driving -----------------------------------------------------------------
 
@@ -184,7 +201,7 @@ class Coordinator:
     @property
     def failures(self) -> list[Exception]:
         """The ordinary failures so far, as raised (annotated), in the order they happened."""
-        return [f.error for f in self._failures if isinstance(f.error, Exception)]
+        return [failure.error for failure in self._outcome.failures]
 
     @property
     def cancelled_phases(self) -> list[tuple[Hashable, PhaseId, CancelReason]]:
@@ -215,7 +232,7 @@ class Coordinator:
         _ENTER[phase](self)
         await self._pump()
         if phase is POST:
-            self._transition(RunState.DONE)
+            self._finish()
         return self._interruption
 
     def skip_execute(self) -> None:
@@ -229,40 +246,34 @@ class Coordinator:
 
     def raise_outcome(self) -> None:
         """Raise, by priority: the caller's cancellation, a fatal error, the deadline, failures."""
-        if self._cancelled is not None:
-            if self._failures:
-                # Keep the failures reachable; the cancellation is what propagates.
-                self._cancelled.__context__ = self.failure_group()
-            raise self._cancelled
-        if self._fatal is not None:
-            raise self._fatal
-        self.raise_result()
+        error = self._outcome.error()
+        if error is not None:
+            raise error
 
     def raise_result(self) -> None:
         """Raise RunTimeoutError if the deadline stopped the run, else the failures, if any."""
-        failures = self.failure_group() if self._failures else None
-        if self._timed_out:
-            raise RunTimeoutError(self._timeout, failures)
-        if failures is not None:
-            raise failures
+        error = self._outcome.result()
+        if error is not None:
+            raise error
 
     def raise_failures(self) -> None:
-        if self._failures:
-            raise self.failure_group()
+        """Raise the failures so far as an SdaxExecutionError, if there are any."""
+        error = self._outcome.result()
+        if isinstance(error, RunTimeoutError):
+            error = error.failures
+        if error is not None:
+            raise error
 
-    def failure_group(self) -> SdaxExecutionError:
-        nodes = self._graph.nodes
-        failures = [
-            TaskFailure(nodes[f.task].key, f.phase.value, f.error)
-            for f in self._failures
-            if isinstance(f.error, Exception)
-        ]
-        failed_tasks = {failure.key for failure in failures}
-        return SdaxExecutionError(
-            f"{count_noun(len(failed_tasks), 'task')} failed",
-            [failure.error for failure in failures],
-            failures,
-        )
+    def _finish(self) -> None:
+        self._transition(RunState.DONE)
+        outcome = self._outcome
+        outcome.close()
+        if self._observers is not None:
+            finished = RunFinished(
+                run_id=self._run_id, outcome=outcome.kind(), at=time.perf_counter(),
+                error=outcome.error(),
+            )  # fmt: skip
+            self._observers.notify(finished)
 
     def _handle_delivered(self) -> None:
         while (event := self._mailbox.poll()) is not None:
@@ -287,6 +298,11 @@ class Coordinator:
 
     def _enter_pre(self) -> None:
         self._transition(RunState.PRE)
+        if self._observers is not None:
+            plan = self._graph.phase_plan
+            self._observers.notify(
+                RunStarted(run_id=self._run_id, at=time.perf_counter(), tasks=plan)
+            )
         if self._timeout is not None:
             loop = asyncio.get_running_loop()
             self._deadline = loop.call_later(self._timeout, self._mailbox.put, DEADLINE_EXPIRED)
@@ -373,14 +389,34 @@ class Coordinator:
                 actor = actors[node] = TaskActor(self._graph.nodes[node], self._scope)
             running[node] = actor
             actor.tell(command)
+        if self._observers is not None:
+            at, keys = time.perf_counter(), self._graph.keys
+            for node in nodes:
+                started = PhaseStarted(run_id=self._run_id, task=keys[node], phase=phase, at=at)
+                self._observers.notify(started)
 
     # -- events --------------------------------------------------------------------
 
-    def _settle(self, node: int) -> None:
+    def _settle(self, event: PhaseSucceeded | PhaseFailed | PhaseCancelled) -> None:
         # A phase has ended, whatever its outcome: it runs no more and holds no slot.
+        node = event.task
         del self._running[node]
         if self._admission is not None:
             self._admission.release(node)
+        if self._observers is not None:
+            attempts = self._retries.pop((node, event.phase), 0) + 1
+            self._observers.notify(_finished(self._run_id, self._graph.keys[node], event, attempts))
+
+    def _on_retrying(self, event: PhaseRetrying) -> None:
+        if self._observers is not None:
+            key = (event.task, event.phase)
+            self._retries[key] = self._retries.get(key, 0) + 1
+            retried = PhaseRetried(
+                run_id=self._run_id, task=self._graph.keys[event.task], phase=event.phase,
+                attempt=event.attempt, error=event.error, delay=event.delay,
+                at=time.perf_counter(),
+            )  # fmt: skip
+            self._observers.notify(retried)
 
     def _on_slots_granted(self, event: SlotsGranted) -> None:
         assert self._admission is not None
@@ -389,28 +425,26 @@ class Coordinator:
             self._begin(event.phase, [event.task])
 
     def _on_succeeded(self, event: PhaseSucceeded) -> None:
-        self._settle(event.task)
+        self._settle(event)
         if event.phase is PRE:
             self._advance(self._pre, [event.task])
         elif event.phase is POST:
             self._cleanup_over(event.task)
 
     def _on_failed(self, event: PhaseFailed) -> None:
-        self._settle(event.task)
-        error = event.error
-        if isinstance(error, Exception):
-            self._failures.append(event)
-        elif self._fatal is None:
-            self._fatal = self._interruption = error
+        self._settle(event)
+        fatal = self._outcome.failed(self._graph.keys[event.task], event.phase, event.error)
+        if fatal and self._interruption is None:
+            self._interruption = event.error
         if event.phase is POST:
             self._cleanup_over(event.task)  # a failed cleanup never stops the others
-        elif not isinstance(error, Exception):
+        elif fatal:
             self._abort(CancelReason.FATAL_ERROR)
         elif event.phase is PRE:
             self._abort(CancelReason.SIBLING_FAILED)
 
     def _on_cancelled(self, event: PhaseCancelled) -> None:
-        self._settle(event.task)
+        self._settle(event)
         self._stopped.append(event)
         if event.phase is POST:
             self._cleanup_over(event.task)
@@ -422,12 +456,12 @@ class Coordinator:
     def _on_deadline(self, event: DeadlineExpired) -> None:
         # Only a run still going forward times out; a failing one keeps its failures.
         if self._state in (RunState.PRE, RunState.EXECUTE):
-            self._timed_out = True
+            self._outcome.timed_out = True
             self._abort(CancelReason.DEADLINE)
 
     def _on_caller_cancelled(self, cancel: asyncio.CancelledError) -> None:
-        if self._cancelled is None:
-            self._cancelled = cancel
+        if self._outcome.cancelled is None:
+            self._outcome.cancelled = cancel
         self._interruption = cancel
         self._abort(CancelReason.CALLER_CANCELLED)
 
@@ -451,11 +485,29 @@ class Coordinator:
     def __repr__(self) -> str:
         return (
             f"<Coordinator {self._state.value}: {len(self._running)} running, "
-            f"{len(self._failures)} failed>"
+            f"{len(self._outcome.failures)} failed>"
         )
 
 
 _default_rng = random.Random()
+_run_ids = itertools.count(1)
+
+
+def _finished(
+    run_id: int, key: Hashable, event: PhaseSucceeded | PhaseFailed | PhaseCancelled, attempts: int
+) -> PhaseFinished:
+    error, reason, outcome = None, None, PhaseOutcome.OK
+    if isinstance(event, PhaseFailed):
+        error = event.error
+        timed_out = isinstance(error, TimeoutError)
+        outcome = PhaseOutcome.TIMED_OUT if timed_out else PhaseOutcome.FAILED
+    elif isinstance(event, PhaseCancelled):
+        outcome, reason = PhaseOutcome.CANCELLED, event.reason.value
+    return PhaseFinished(
+        run_id=run_id, task=key, phase=event.phase, outcome=outcome, attempts=attempts,
+        at=event.at, error=error, cancel_reason=reason,
+    )  # fmt: skip
+
 
 _ENTER: dict[PhaseId, Callable[[Coordinator], None]] = {
     PRE: Coordinator._enter_pre,
@@ -467,6 +519,7 @@ _EVENT_HANDLERS: dict[type[Any], Callable[[Coordinator, Any], None]] = {
     PhaseSucceeded: Coordinator._on_succeeded,
     PhaseFailed: Coordinator._on_failed,
     PhaseCancelled: Coordinator._on_cancelled,
+    PhaseRetrying: Coordinator._on_retrying,
     SlotsGranted: Coordinator._on_slots_granted,
     DeadlineExpired: Coordinator._on_deadline,
 }

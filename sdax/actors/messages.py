@@ -52,6 +52,7 @@ class PhaseSucceeded(Struct, frozen=True, kw_only=True):
 
     task: int
     phase: PhaseId
+    at: float = 0.0  # perf_counter() when it ended; stamped only when the run is observed
 
 
 class PhaseFailed(Struct, frozen=True, kw_only=True):
@@ -64,6 +65,7 @@ class PhaseFailed(Struct, frozen=True, kw_only=True):
     task: int
     phase: PhaseId
     error: BaseException
+    at: float = 0.0
 
 
 class PhaseCancelled(Struct, frozen=True, kw_only=True):
@@ -72,6 +74,17 @@ class PhaseCancelled(Struct, frozen=True, kw_only=True):
     task: int
     phase: PhaseId
     reason: CancelReason
+    at: float = 0.0
+
+
+class PhaseRetrying(Struct, frozen=True, kw_only=True):
+    """Attempt `attempt` (1-based) failed with `error`; the next starts after `delay` s."""
+
+    task: int
+    phase: PhaseId
+    attempt: int
+    error: BaseException
+    delay: float
 
 
 class SlotsGranted(Struct, frozen=True, kw_only=True):
@@ -93,7 +106,9 @@ class DeadlineExpired(Struct, frozen=True, kw_only=True):
 
 
 Command = StartPhase | CancelPhase
-Event = PhaseSucceeded | PhaseFailed | PhaseCancelled | SlotsGranted | DeadlineExpired
+Event = (
+    PhaseSucceeded | PhaseFailed | PhaseCancelled | PhaseRetrying | SlotsGranted | DeadlineExpired
+)
 
 START = {phase: StartPhase(phase=phase) for phase in PhaseId}
 CANCEL = {reason: CancelPhase(reason=reason) for reason in CancelReason}

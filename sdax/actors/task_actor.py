@@ -20,6 +20,8 @@ from collections.abc import Callable, Coroutine
 from types import CoroutineType
 from typing import Any
 
+import msgspec
+
 from sdax.actors.attempts import ensure_awaitable, run_phase
 from sdax.actors.mailbox import Mailbox
 from sdax.actors.messages import (
@@ -29,6 +31,7 @@ from sdax.actors.messages import (
     Event,
     PhaseCancelled,
     PhaseFailed,
+    PhaseRetrying,
     PhaseSucceeded,
     StartPhase,
 )
@@ -61,15 +64,21 @@ def task_starter(loop: asyncio.AbstractEventLoop) -> TaskFactory:
 class RunScope:
     """What every actor of one run shares: the context, where to report, and how to start."""
 
-    __slots__ = ("ctx", "outbox", "rng", "create_task")
+    __slots__ = ("ctx", "outbox", "rng", "create_task", "clock")
 
     def __init__(
-        self, ctx: object, outbox: Mailbox[Event], rng: random.Random, create_task: TaskFactory
+        self,
+        ctx: object,
+        outbox: Mailbox[Event],
+        rng: random.Random,
+        create_task: TaskFactory,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self.ctx = ctx
         self.outbox = outbox
         self.rng = rng
         self.create_task = create_task
+        self.clock = clock  # set when the run is observed: events then carry their time
 
 
 class TaskActor:
@@ -118,7 +127,9 @@ class TaskActor:
                     result = ensure_awaitable(result, function, self._where(phase))
                 await result
             else:
-                await run_phase(function, scope.ctx, self._where(phase), scope.rng, within)
+                on_retry = functools.partial(self._report_retry, phase)
+                where = self._where(phase)
+                await run_phase(function, scope.ctx, where, scope.rng, within, on_retry)
         except asyncio.CancelledError as cancel:
             event = self._cancelled(phase, cancel)
         except GeneratorExit:
@@ -129,7 +140,17 @@ class TaskActor:
         else:
             event = PhaseSucceeded(task=node.index, phase=phase)
         self._task = None
+        if scope.clock is not None:
+            event = msgspec.structs.replace(event, at=scope.clock())
         scope.outbox.put(event)
+
+    def _report_retry(
+        self, phase: PhaseId, attempt: int, error: BaseException, delay: float
+    ) -> None:
+        event = PhaseRetrying(
+            task=self._node.index, phase=phase, attempt=attempt, error=error, delay=delay
+        )
+        self._scope.outbox.put(event)
 
     def _cancelled(self, phase: PhaseId, cancel: asyncio.CancelledError) -> Event:
         reason = self._cancel_reason
@@ -146,8 +167,14 @@ class TaskActor:
     def _report_if_never_started(self, task: asyncio.Task[None]) -> None:
         if task.cancelled() and self._phase is not None and self._cancel_reason is not None:
             self._task = None
+            clock = self._scope.clock
             self._scope.outbox.put(
-                PhaseCancelled(task=self._node.index, phase=self._phase, reason=self._cancel_reason)
+                PhaseCancelled(
+                    task=self._node.index,
+                    phase=self._phase,
+                    reason=self._cancel_reason,
+                    at=clock() if clock is not None else 0.0,
+                )
             )
 
     def _where(self, phase: PhaseId) -> str:
