@@ -113,22 +113,36 @@ def _waves(
 ) -> ExecutionGraph:
     """Group `member` nodes by their nearest member nodes upstream.
 
-    `order` visits every node after all of its `upstream` nodes.
+    `order` visits every node after all of its `upstream` nodes. A node that
+    only looks through one non-member shares that node's set object rather
+    than copying it, and a wave's depth is computed once per distinct set:
+    so a join in front of a wide level costs its width once, not once per
+    task behind it.
     """
-    nearest: list[frozenset[int]] = [frozenset()] * len(keys)
+    empty: frozenset[int] = frozenset()
+    nearest: list[frozenset[int]] = [empty] * len(keys)
     depth = [0] * len(keys)
     groups: dict[frozenset[int], list[int]] = {}
+    group_depth: dict[frozenset[int], int] = {}
     for node in order:
-        found: set[int] = set()
-        for up in upstream[node]:
-            if member[up]:
-                found.add(up)
-            else:
-                found.update(nearest[up])
-        nearest[node] = frozenset(found)
+        ups = upstream[node]
+        if len(ups) == 1 and not member[ups[0]]:
+            nearest[node] = nearest[ups[0]]
+        else:
+            found: set[int] = set()
+            for up in ups:
+                if member[up]:
+                    found.add(up)
+                else:
+                    found.update(nearest[up])
+            nearest[node] = frozenset(found)
         if member[node]:
-            depth[node] = 1 + max((depth[up] for up in found), default=-1)
-            groups.setdefault(nearest[node], []).append(node)
+            deps = nearest[node]
+            if deps not in group_depth:
+                group_depth[deps] = 1 + max((depth[up] for up in deps), default=-1)
+                groups[deps] = []
+            depth[node] = group_depth[deps]
+            groups[deps].append(node)
     position = {node: i for i, node in enumerate(order)}
     ranked = sorted(groups.items(), key=lambda item: (depth[item[1][0]], position[item[1][0]]))
     return ExecutionGraph(
