@@ -11,9 +11,10 @@ import contextvars
 import enum
 import functools
 import math
+import sys
 from collections.abc import Awaitable, Callable, Hashable, Iterable
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import FrozenInstanceError, dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from sdax.errors import RetryableException
@@ -117,6 +118,19 @@ class TaskFunction(Generic[T]):
     def is_plain(self) -> bool:
         """True when a single call with no timeout, retry or task group is all it takes."""
         return self.timeout is None and self.retries == 0 and not self.has_task_group_argument
+
+
+if sys.version_info < (3, 13):
+
+    def _refuse_assignment(self: object, name: str, value: object) -> None:
+        raise FrozenInstanceError(f"cannot assign to field {name!r}")
+
+    # Before 3.13 the __setattr__ that dataclasses writes for a frozen, slotted
+    # class calls super() with the class it replaced, so `TaskFunction[Ctx](...)`
+    # (typing then sets __orig_class__ on the instance) raised TypeError instead
+    # of having the assignment refused. Refusing every assignment is what
+    # frozen means anyway; __post_init__ uses object.__setattr__.
+    TaskFunction.__setattr__ = _refuse_assignment  # type: ignore[method-assign]
 
 
 @dataclass(frozen=True, eq=False)

@@ -1,0 +1,121 @@
+"""The import surface of sdax 0.7.2: code written against it imports unchanged (SPEC §1).
+
+The three compatibility modules are facades: each name they offer is the very
+object `sdax` offers, not a copy.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+import sdax
+
+SURFACE: dict[str, list[str]] = {
+    "sdax": [
+        "AsyncTask",
+        "TaskFunction",
+        "RetryableException",
+        "SdaxTaskGroup",
+        "task",
+        "join",
+        "task_func",
+        "task_group_func",
+        "task_group_task",
+        "task_sync_func",
+        "AsyncTaskProcessor",
+        "AsyncDagTaskProcessor",
+        "AsyncDagTaskProcessorBuilder",
+        "AsyncDagLevelAdapterBuilder",
+        "AsyncPhaseRunner",
+        "PhaseId",
+        "SdaxExecutionError",
+        "PhaseCancelledError",
+        "flatten_exceptions",
+        "__version__",
+    ],
+    "sdax.sdax_core": [
+        "AsyncTaskProcessor",
+        "AsyncDagTaskProcessor",
+        "AsyncDagTaskProcessorBuilder",
+        "AsyncDagLevelAdapterBuilder",
+        "AsyncPhaseRunner",
+        "PhaseId",
+        "LevelKey",
+        "AsyncTask",
+        "TaskFunction",
+        "SdaxExecutionError",
+        "flatten_exceptions",
+    ],
+    "sdax.sdax_task_analyser": ["TaskAnalyzer", "TaskAnalysis", "ExecutionGraph", "ExecutionWave"],
+    "sdax.tasks": [
+        "AsyncTask",
+        "TaskFunction",
+        "RetryableException",
+        "SdaxTaskGroup",
+        "task",
+        "join",
+        "task_func",
+        "task_group_func",
+        "task_group_task",
+        "task_sync_func",
+    ],
+}
+
+PAIRS = [
+    pytest.param(module, name, id=f"{module}.{name}")
+    for module, names in SURFACE.items()
+    for name in names
+]
+
+
+@pytest.mark.parametrize(("module", "name"), PAIRS)
+def test_every_name_of_the_table_imports_from_its_module(module: str, name: str) -> None:
+    namespace: dict[str, object] = {}
+    exec(f"from {module} import {name}", namespace)
+    assert namespace[name] is not None
+
+
+FACADE_PAIRS = [
+    pytest.param(module, name, id=f"{module}.{name}")
+    for module, names in SURFACE.items()
+    if module != "sdax"
+    for name in names
+    if name in SURFACE["sdax"]
+]
+
+
+@pytest.mark.parametrize(("module", "name"), FACADE_PAIRS)
+def test_a_facade_offers_the_same_object_as_the_top_level_package(module: str, name: str) -> None:
+    assert getattr(importlib.import_module(module), name) is getattr(sdax, name)
+
+
+def test_the_analyser_facade_offers_the_analysis_classes_of_the_processor() -> None:
+    from sdax.sdax_task_analyser import TaskAnalysis
+
+    processor = sdax.AsyncDagTaskProcessor[None].builder().build()
+    assert isinstance(processor.analysis, TaskAnalysis)
+
+
+def test_the_version_is_a_non_empty_string() -> None:
+    assert isinstance(sdax.__version__, str)
+    assert sdax.__version__
+
+
+def test_task_group_task_is_the_same_helper_as_task_group_func_everywhere() -> None:
+    from sdax.tasks import task_group_func, task_group_task
+
+    assert task_group_task is task_group_func is sdax.task_group_func
+
+
+def test_phase_ids_name_the_three_phases() -> None:
+    from sdax.sdax_core import PhaseId
+
+    assert {phase.name for phase in PhaseId} == {"PRE_EXEC", "EXECUTE", "POST_EXEC"}
+
+
+def test_the_errors_are_exceptions_that_exception_groups_and_except_star_accept() -> None:
+    assert issubclass(sdax.SdaxExecutionError, ExceptionGroup)
+    assert issubclass(sdax.PhaseCancelledError, Exception)
+    assert issubclass(sdax.RetryableException, Exception)
