@@ -41,7 +41,14 @@ from sdax.observers import (
     RunStarted,
 )
 from sdax.processor import AsyncDagTaskProcessor, AsyncPhaseRunner, AsyncTaskProcessor
-from sdax.report import ErrorInfo, PhaseReport, ReportRecorder, RunReport, TaskReport
+from sdax.report import (
+    ErrorInfo,
+    PhaseReport,
+    ReportRecorder,
+    RetryReport,
+    RunReport,
+    TaskReport,
+)
 
 __all__ = [
     "LoggingObserver",
@@ -56,6 +63,7 @@ __all__ = [
     "ErrorInfo",
     "PhaseReport",
     "ReportRecorder",
+    "RetryReport",
     "RunReport",
     "TaskReport",
     "Limit",

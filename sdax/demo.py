@@ -4,22 +4,27 @@ The endpoint opens a database connection, then checks auth and loads
 feature flags in parallel, fetches the user's data, and must close the
 connection whatever happens. The first request succeeds; in the second the
 flag service is down, and you can watch what sdax cancels, what it skips
-and what it still cleans up. Every external service is simulated.
+and what it still cleans up. Both requests run with `report=True`, and each
+is drawn as a Gantt chart (sdax.timeline) once it is over. Every external
+service is simulated.
 """
 
 from __future__ import annotations
 
 import asyncio
+import textwrap
 import time
 from dataclasses import dataclass, field
 
 from sdax import (
     AsyncDagTaskProcessor,
     AsyncTask,
+    RunReport,
     SdaxExecutionError,
     flatten_exceptions,
     task_func,
 )
+from sdax.timeline import render_gantt
 
 
 @dataclass
@@ -104,10 +109,13 @@ def build_endpoint() -> AsyncDagTaskProcessor[Request]:
     )
 
 
-async def serve(endpoint: AsyncDagTaskProcessor[Request], req: Request) -> None:
+async def serve(endpoint: AsyncDagTaskProcessor[Request], req: Request) -> RunReport:
+    """Run one request, tell how it went, draw its Gantt chart; return its report."""
+    report: RunReport | None
     try:
-        await endpoint.process_tasks(req)
+        report = await endpoint.process_tasks(req, report=True)
     except SdaxExecutionError as error:
+        report = error.report
         req.say(f"request failed after cleanup: {error}")
         for leaf in flatten_exceptions(error):
             print(f"             {type(leaf).__name__}: {leaf}")
@@ -116,9 +124,13 @@ async def serve(endpoint: AsyncDagTaskProcessor[Request], req: Request) -> None:
     else:
         req.say(f"request served: user={req.user}, flags={req.flags}")
     print(f"             connection left open: {req.connection is not None}")
+    assert report is not None  # asked for with report=True
+    print(f"\n{textwrap.indent(render_gantt(report), '  ')}")
+    return report
 
 
-async def main() -> None:
+async def main() -> list[RunReport]:
+    """Print the plan, serve both requests; return their reports, in request order."""
     endpoint = build_endpoint()
     analysis = endpoint.analysis
     print("The plan (pre_execute waves; each starts when the one before has succeeded):")
@@ -126,6 +138,7 @@ async def main() -> None:
         after = ", ".join(map(str, wave.depends_on_tasks)) or "nothing"
         print(f"  wave {wave.wave_num}: {', '.join(map(str, wave.tasks))}  (after {after})")
     print("\nRequest 1: every service is up")
-    await serve(endpoint, Request(user_id=1))
+    served = await serve(endpoint, Request(user_id=1))
     print("\nRequest 2: the feature-flag service is down (one retry, then give up)")
-    await serve(endpoint, Request(user_id=2, flags_service_up=False))
+    failed = await serve(endpoint, Request(user_id=2, flags_service_up=False))
+    return [served, failed]

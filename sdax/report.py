@@ -45,6 +45,14 @@ class ErrorInfo(Struct, frozen=True, kw_only=True):
         )
 
 
+class RetryReport(Struct, frozen=True, kw_only=True):
+    """A failed attempt that was retried: when it failed, with what, and the wait that followed."""
+
+    at: float
+    delay: float
+    error: ErrorInfo
+
+
 class PhaseReport(Struct, kw_only=True):
     """One declared phase of one task. Times are perf_counter() seconds; None if it never ran."""
 
@@ -53,7 +61,7 @@ class PhaseReport(Struct, kw_only=True):
     start: float | None = None
     end: float | None = None
     attempts: int = 0
-    retries: list[ErrorInfo] = msgspec.field(default_factory=list)  # each failed attempt
+    retries: list[RetryReport] = msgspec.field(default_factory=list)  # each retried attempt
     error: ErrorInfo | None = None
     cancel_reason: str | None = None
 
@@ -116,7 +124,8 @@ class ReportRecorder(RunObserver):
         report.outcome = "running"
 
     def phase_retried(self, event: PhaseRetried) -> None:
-        self._phases[event.task, event.phase].retries.append(ErrorInfo.of(event.error))
+        retry = RetryReport(at=event.at, delay=event.delay, error=ErrorInfo.of(event.error))
+        self._phases[event.task, event.phase].retries.append(retry)
 
     def phase_finished(self, event: PhaseFinished) -> None:
         report = self._phases[event.task, event.phase]

@@ -126,7 +126,8 @@ async def test_retries_are_counted_and_each_failed_attempt_is_kept() -> None:
     report = await processor.process_tasks(None, report=True)
     phase = report.phase("Flaky", "execute")
     assert phase.attempts == 3
-    assert [retry.message for retry in phase.retries] == ["attempt 1", "attempt 2"]
+    assert [retry.error.message for retry in phase.retries] == ["attempt 1", "attempt 2"]
+    assert phase.start <= phase.retries[0].at <= phase.retries[1].at <= phase.end  # type: ignore[operator]
 
 
 async def test_a_report_round_trips_through_json() -> None:
