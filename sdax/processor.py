@@ -168,6 +168,18 @@ class AsyncTaskProcessor(Generic[T]):
             timeout=timeout, cleanup_timeout=cleanup_timeout, rng=rng, observers=watching
         )
 
+    def to_mermaid(self) -> str:
+        """The plan as a Mermaid flowchart: tasks, their phases, dependencies, waves."""
+        from sdax.diagrams import to_mermaid
+
+        return to_mermaid(self._graph, self.analysis)
+
+    def to_dot(self) -> str:
+        """The plan as a Graphviz DOT digraph (same content as `to_mermaid`)."""
+        from sdax.diagrams import to_dot
+
+        return to_dot(self._graph, self.analysis)
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} of {len(self._graph)} tasks>"
 
