@@ -112,7 +112,7 @@ class TaskFunction(Generic[T]):
     @property
     def limit_uses(self) -> tuple[LimitUse, ...]:
         """What this function holds while it runs, one entry per limit."""
-        return as_uses(self.limits)
+        return self.limits  # type: ignore[return-value]  # normalised in __post_init__
 
     @property
     def is_plain(self) -> bool:

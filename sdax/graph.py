@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import difflib
 from collections import deque
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from sdax.declarations import AsyncTask, PhaseId, TaskFunction
@@ -36,7 +37,7 @@ class TaskNode:
     # Phases whose function needs no attempt machinery (no timeout, retry or task group).
     plain: frozenset[PhaseId]
     # What a pre_execute or execute must hold to start, in acquisition order.
-    limits: dict[PhaseId, tuple[LimitUse, ...]]
+    limits: Mapping[PhaseId, tuple[LimitUse, ...]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,8 +61,6 @@ class TaskGraph:
     any_pre: bool
     any_post: bool
     any_limits: bool
-    # Every task with the phases it declares, in order: what observers are told at the start.
-    phase_plan: tuple[tuple[Hashable, tuple[PhaseId, ...]], ...]
     # Initial counters a run copies: unfinished dependencies (PRE) and dependents (POST).
     dependency_counts: tuple[int, ...]
     dependent_counts: tuple[int, ...]
@@ -72,8 +71,15 @@ class TaskGraph:
     def __len__(self) -> int:
         return len(self.nodes)
 
+    def phase_plan(self) -> tuple[tuple[Hashable, tuple[PhaseId, ...]], ...]:
+        """Every task with the phases it declares, in order (what observers hear first)."""
+        return tuple((node.key, tuple(node.functions)) for node in self.nodes)
+
 
 Declaration = tuple[AsyncTask[Any], tuple[Hashable, ...]]
+
+# Module constants: enum attribute access is slow, and these run once per task.
+PRE, EXECUTE, POST = PhaseId.PRE_EXEC, PhaseId.EXECUTE, PhaseId.POST_EXEC
 
 
 def compile_graph(
@@ -106,6 +112,8 @@ def compile_graph(
         _task_node(position, task, run_cap) for position, (task, _) in enumerate(declarations)
     )
     _check_limit_names(nodes)
+    has_pre = tuple(PRE in node.functions for node in nodes)
+    has_post = tuple(POST in node.functions for node in nodes)
     return TaskGraph(
         nodes=nodes,
         keys=tuple(node.key for node in nodes),
@@ -113,13 +121,12 @@ def compile_graph(
         dependencies=dependencies,
         dependents=dependents,
         topological_order=order,
-        has_pre=tuple(PhaseId.PRE_EXEC in node.functions for node in nodes),
-        has_post=tuple(PhaseId.POST_EXEC in node.functions for node in nodes),
-        executes=tuple(node.index for node in nodes if PhaseId.EXECUTE in node.functions),
-        any_pre=any(PhaseId.PRE_EXEC in node.functions for node in nodes),
-        any_post=any(PhaseId.POST_EXEC in node.functions for node in nodes),
+        has_pre=has_pre,
+        has_post=has_post,
+        executes=tuple(node.index for node in nodes if EXECUTE in node.functions),
+        any_pre=any(has_pre),
+        any_post=any(has_post),
         any_limits=any(node.limits for node in nodes),
-        phase_plan=tuple((node.key, tuple(node.functions)) for node in nodes),
         dependency_counts=tuple(len(deps) for deps in dependencies),
         dependent_counts=tuple(len(deps) for deps in dependents),
         roots=tuple(i for i, deps in enumerate(dependencies) if not deps),
@@ -128,24 +135,35 @@ def compile_graph(
 
 
 def _task_node(position: int, task: AsyncTask[Any], run_cap: Limit | None) -> TaskNode:
-    declared = (
-        (PhaseId.PRE_EXEC, task.pre_execute),
-        (PhaseId.EXECUTE, task.execute),
-        (PhaseId.POST_EXEC, task.post_execute),
-    )
-    functions = {phase: function for phase, function in declared if function is not None}
+    functions: dict[PhaseId, TaskFunction[Any]] = {}
+    plain: list[PhaseId] = []
+    limits: dict[PhaseId, tuple[LimitUse, ...]] = {}
+    for phase, function in (
+        (PRE, task.pre_execute),
+        (EXECUTE, task.execute),
+        (POST, task.post_execute),
+    ):
+        if function is None:
+            continue
+        functions[phase] = function
+        if function.is_plain:
+            plain.append(phase)
+        if phase is not POST and (function.limits or run_cap is not None):
+            limits[phase] = _acquisition_order(function, run_cap)
     return TaskNode(
         index=position,
         key=task.name,
         task=task,
         functions=functions,
-        plain=frozenset(phase for phase, function in functions.items() if function.is_plain),
-        limits={
-            phase: uses
-            for phase, function in functions.items()
-            if phase is not PhaseId.POST_EXEC and (uses := _acquisition_order(function, run_cap))
-        },
+        # Nodes share the few possible `plain` sets and the empty limits: fewer
+        # objects for the garbage collector to walk during a large build.
+        plain=_PHASE_SETS.setdefault(tuple(plain), frozenset(plain)),
+        limits=limits or _NO_LIMITS,
     )
+
+
+_PHASE_SETS: dict[tuple[PhaseId, ...], frozenset[PhaseId]] = {}
+_NO_LIMITS: Mapping[PhaseId, tuple[LimitUse, ...]] = MappingProxyType({})
 
 
 def _run_cap(max_concurrency: int | None) -> Limit | None:
@@ -243,12 +261,18 @@ def normalise_dependencies(name: Hashable, depends_on: Iterable[Hashable]) -> tu
             f"task {name!r}: depends_on must be an iterable of task keys, got "
             f"{type(depends_on).__name__}"
         ) from None
-    unique: dict[Hashable, None] = {}
-    for key in keys:
-        try:
-            unique[key] = None
-        except TypeError:
-            raise TypeError(
-                f"task {name!r}: dependency {key!r} is not hashable ({type(key).__name__})"
-            ) from None
-    return tuple(unique)
+    try:
+        return tuple(dict.fromkeys(keys))
+    except TypeError:
+        culprit = next(key for key in keys if not _hashable(key))
+        raise TypeError(
+            f"task {name!r}: dependency {culprit!r} is not hashable ({type(culprit).__name__})"
+        ) from None
+
+
+def _hashable(key: object) -> bool:
+    try:
+        hash(key)
+    except TypeError:
+        return False
+    return True

@@ -299,7 +299,7 @@ class Coordinator:
     def _enter_pre(self) -> None:
         self._transition(RunState.PRE)
         if self._observers is not None:
-            plan = self._graph.phase_plan
+            plan = self._graph.phase_plan()
             self._observers.notify(
                 RunStarted(run_id=self._run_id, at=time.perf_counter(), tasks=plan)
             )
