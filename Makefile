@@ -26,3 +26,13 @@ check: lint test
 
 clean:
 	rm -rf $(VENV) .venv-3.* .mypy_cache .ruff_cache .pytest_cache .hypothesis
+
+# Benchmarks (benchmarks/README.md): raw asyncio vs this project vs sdax 0.7.2.
+# `make bench BENCH_ARGS="--python 3.11 --loop uvloop"` narrows a full run.
+.PHONY: bench bench-smoke
+
+bench: $(INSTALLED)
+	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
+
+bench-smoke: $(INSTALLED)
+	$(BIN)/python -m benchmarks.run --smoke $(BENCH_ARGS)
