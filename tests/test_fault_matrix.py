@@ -49,7 +49,8 @@ import pytest
 from sdax import AsyncDagTaskProcessor, AsyncTask, RunTimeoutError, task_func
 
 
-async def test_a_run_deadline_firing_during_retry_backoff_ends_the_task_as_cancelled() -> None:
+def retrying_for_an_hour() -> tuple[AsyncDagTaskProcessor[None], asyncio.Event, list[str]]:
+    """A task whose pre fails once and would retry after an hour; its post logs."""
     failed_once = asyncio.Event()
     cleaned: list[str] = []
 
@@ -72,6 +73,11 @@ async def test_a_run_deadline_firing_during_retry_backoff_ends_the_task_as_cance
         )
         .build()
     )
+    return processor, failed_once, cleaned
+
+
+async def test_a_run_deadline_firing_during_retry_backoff_ends_the_task_as_cancelled() -> None:
+    processor, failed_once, cleaned = retrying_for_an_hour()
     with pytest.raises(RunTimeoutError) as caught:
         await processor.process_tasks(None, timeout=0, report=True)
     assert failed_once.is_set()
@@ -85,28 +91,7 @@ async def test_a_run_deadline_firing_during_retry_backoff_ends_the_task_as_cance
 
 
 async def test_an_enclosing_timeout_firing_during_retry_backoff_surfaces_as_timeout_error() -> None:
-    failed_once = asyncio.Event()
-    cleaned: list[str] = []
-
-    async def flaky(ctx: object) -> None:
-        failed_once.set()
-        raise ConnectionError("try again in an hour")
-
-    async def cleanup(ctx: object) -> None:
-        cleaned.append("post")
-
-    processor = (
-        AsyncDagTaskProcessor[None]
-        .builder()
-        .add_task(
-            AsyncTask(
-                "Flaky",
-                pre_execute=task_func(flaky, retries=3, initial_delay=3600),
-                post_execute=task_func(cleanup),
-            )
-        )
-        .build()
-    )
+    processor, failed_once, cleaned = retrying_for_an_hour()
     loop = asyncio.get_running_loop()
     with pytest.raises(TimeoutError):
         async with asyncio.timeout(None) as deadline:
