@@ -11,6 +11,7 @@ import pytest
 
 from sdax.actors import coordinator, messages, task_actor
 from sdax.actors.coordinator import Coordinator
+from sdax.actors.flow import FINISHED, Flow
 from sdax.actors.mailbox import Mailbox
 from sdax.actors.messages import CancelReason
 from sdax.declarations import PhaseId
@@ -145,3 +146,14 @@ async def test_phases_run_in_order_and_none_is_left_after_post() -> None:
     assert order == [PhaseId.PRE_EXEC, PhaseId.EXECUTE, PhaseId.POST_EXEC]
     with pytest.raises(RuntimeError, match="the run is over"):
         await run.run_next_phase()
+
+
+def test_a_flow_passes_through_nodes_without_the_phase_and_reports_who_is_ready() -> None:
+    # 0 -> 1 (no phase) -> 3 ; 0 -> 2 -> 3 ; only 0, 2 and 3 run the phase.
+    edges = ((1, 2), (3,), (3,), ())
+    flow = Flow(PhaseId.PRE_EXEC, edges, [0, 1, 1, 2], [True, False, True, True])
+    assert flow.start_at([0]) == [0]
+    assert flow.finish([0]) == [2]  # 1 passed straight through; 3 still waits on 2
+    assert flow.progress[1] == FINISHED
+    assert flow.finish([2]) == [3]
+    assert flow.waiting == [0, 0, 0, 0]

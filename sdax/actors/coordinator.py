@@ -5,13 +5,13 @@ Guarantees, each kept in one place below:
 1. A pre starts when every dependency has passed the PRE gate. A node passes
    when its pre succeeds or, having no pre, when its own dependencies have
    passed; so a pre starts exactly when its effective pre-dependencies have
-   succeeded, which is the wave rule. (`_advance`)
+   succeeded, which is the wave rule. (`Flow.finish`, `_launch`)
 2. After the first pre failure, fatal error or caller cancellation, nothing
    new starts but cleanup, and what runs is told to stop, with a reason. (`_abort`)
 3. Each phase of each task starts at most once; an interrupted phase is
    never replayed. (`_start`)
 4. A post starts once every dependent has finished its cleanup or owes
-   none: reverse dependency order, no barrier the graph does not need. (`_advance`)
+   none: reverse dependency order, no barrier the graph does not need. (`Flow.finish`)
 5. The coordinator never awaits user code, only its mailbox. It runs in the
    task that awaits the run, so the caller's cancellation lands there, is
    recorded and re-raised after cleanup; it is never swallowed or uncancelled.
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import itertools
 import random
 import time
 from collections.abc import Callable, Hashable, Sequence
@@ -29,6 +28,7 @@ from contextvars import ContextVar
 from typing import Any
 
 from sdax.actors.admission import Admission
+from sdax.actors.flow import WAITING, Flow
 from sdax.actors.mailbox import Mailbox
 from sdax.actors.messages import (
     CANCEL,
@@ -45,24 +45,13 @@ from sdax.actors.messages import (
 )
 from sdax.actors.outcome import Outcome
 from sdax.actors.task_actor import RunScope, TaskActor, task_starter
+from sdax.actors.watch import RunWatch
 from sdax.declarations import PhaseId
 from sdax.errors import RunTimeoutError
 from sdax.graph import TaskGraph
-from sdax.observers import (
-    Observers,
-    PhaseFinished,
-    PhaseOutcome,
-    PhaseRetried,
-    PhaseStarted,
-    RunFinished,
-    RunObserver,
-    RunStarted,
-)
+from sdax.observers import RunObserver
 
 PRE, EXECUTE, POST = PhaseId.PRE_EXEC, PhaseId.EXECUTE, PhaseId.POST_EXEC
-
-# Per-node progress through a flow (see `_Flow.progress`).
-WAITING, STARTED, FINISHED = 0, 1, 2
 
 # Set by sdax.testing: shuffles every batch of ready tasks, so nobody relies
 # on an order that was never promised.
@@ -100,30 +89,6 @@ _NEXT_PHASE: dict[RunState, PhaseId | None] = {
 }
 
 
-class _Flow:
-    """Completion spreading through the graph in one direction, graphlib-style.
-
-    PRE flows from dependencies to dependents, POST the other way. When a
-    node finishes, each neighbour's `waiting` count drops; at zero the
-    neighbour either runs the phase (`runs`) or passes straight through.
-    """
-
-    __slots__ = ("phase", "edges", "waiting", "runs", "progress")
-
-    def __init__(
-        self,
-        phase: PhaseId,
-        edges: tuple[tuple[int, ...], ...],
-        waiting: list[int],
-        runs: Sequence[bool],
-    ) -> None:
-        self.phase = phase
-        self.edges = edges
-        self.waiting = waiting  # invariant: unfinished neighbours upstream of each node
-        self.runs = runs
-        self.progress = bytearray(len(waiting))  # WAITING, STARTED or FINISHED per node
-
-
 class Coordinator:
     """Runs one context through a task graph, phase by phase."""
 
@@ -138,7 +103,6 @@ class Coordinator:
         "_post",
         "_outcome",
         "_stopped",
-        "_retries",
         "_interruption",
         "_last_phase",
         "_shuffle",
@@ -146,8 +110,7 @@ class Coordinator:
         "_commands",
         "_timeout",
         "_deadline",
-        "_observers",
-        "_run_id",
+        "_watch",
     )
 
     def __init__(
@@ -164,8 +127,7 @@ class Coordinator:
         self._state = RunState.IDLE
         self._mailbox: Mailbox[Event] = Mailbox()
         # None when nobody listens, so each check on the hot path is a plain `is` test.
-        self._observers = Observers(observers) if observers else None
-        self._run_id = next(_run_ids)
+        self._watch = RunWatch(observers, graph) if observers else None
         loop = asyncio.get_running_loop()
         clock = time.perf_counter if observers else None  # events carry times if observed
         self._scope = RunScope(ctx, self._mailbox, rng or _default_rng, task_starter(loop), clock)
@@ -176,11 +138,10 @@ class Coordinator:
         self._actors: list[TaskActor | None] = [None] * len(graph)
         # invariant: exactly the actors whose phase has started and not yet reported its end
         self._running: dict[int, TaskActor] = {}
-        self._pre = _Flow(PRE, graph.dependents, list(graph.dependency_counts), graph.has_pre)
-        self._post: _Flow | None = None  # built when POST starts: who owes cleanup is known then
+        self._pre = Flow(PRE, graph.dependents, list(graph.dependency_counts), graph.has_pre)
+        self._post: Flow | None = None  # built when POST starts: who owes cleanup is known then
         self._outcome = Outcome(timeout)
         self._stopped: list[PhaseCancelled] = []  # phases we cancelled, with the reason
-        self._retries: dict[tuple[int, PhaseId], int] = {}  # failed attempts, where retried
         self._interruption: BaseException | None = None  # cancel or fatal error of this phase
         self._last_phase: PhaseId | None = None
         self._shuffle = release_shuffle.get()
@@ -266,14 +227,9 @@ class Coordinator:
 
     def _finish(self) -> None:
         self._transition(RunState.DONE)
-        outcome = self._outcome
-        outcome.close()
-        if self._observers is not None:
-            finished = RunFinished(
-                run_id=self._run_id, outcome=outcome.kind(), at=time.perf_counter(),
-                error=outcome.error(),
-            )  # fmt: skip
-            self._observers.notify(finished)
+        self._outcome.close()
+        if self._watch is not None:
+            self._watch.run_finished(self._outcome)
 
     def _handle_delivered(self) -> None:
         while (event := self._mailbox.poll()) is not None:
@@ -298,18 +254,15 @@ class Coordinator:
 
     def _enter_pre(self) -> None:
         self._transition(RunState.PRE)
-        if self._observers is not None:
-            plan = self._graph.phase_plan()
-            self._observers.notify(
-                RunStarted(run_id=self._run_id, at=time.perf_counter(), tasks=plan)
-            )
+        if self._watch is not None:
+            self._watch.run_started()
         if self._timeout is not None:
             loop = asyncio.get_running_loop()
             self._deadline = loop.call_later(self._timeout, self._mailbox.put, DEADLINE_EXPIRED)
         if self._graph.any_pre:
-            self._seed(self._pre, self._graph.roots)
-        else:  # nothing to run: every node passes at once, no need to walk the edges
-            self._pre.progress = bytearray([FINISHED]) * len(self._graph)
+            self._launch(self._pre, self._pre.start_at(self._graph.roots))
+        else:
+            self._pre.pass_everything()
 
     def _enter_execute(self) -> None:
         self._transition(RunState.EXECUTE)
@@ -327,33 +280,14 @@ class Coordinator:
         self._transition(RunState.POST)
         if self._deadline is not None:
             self._deadline.cancel()  # the deadline bounds PRE and EXECUTE only
-        self._post = _Flow(POST, graph.dependencies, list(graph.dependent_counts), owes)
+        self._post = Flow(POST, graph.dependencies, list(graph.dependent_counts), owes)
         if graph.any_post and any(owes):  # else no cleanup is owed: nothing to walk
-            self._seed(self._post, graph.tips)
+            self._launch(self._post, self._post.start_at(graph.tips))
 
     # -- spreading completion --------------------------------------------------------
 
-    def _seed(self, flow: _Flow, sources: Sequence[int]) -> None:
-        """Start a flow at the nodes that wait on nothing."""
-        runs = flow.runs
-        self._launch(flow, [node for node in sources if runs[node]])
-        self._advance(flow, [node for node in sources if not runs[node]])
-
-    def _advance(self, flow: _Flow, finished: list[int]) -> None:
-        """`finished` nodes are through the phase (ran it or had none): release neighbours."""
-        edges, waiting, runs, progress = flow.edges, flow.waiting, flow.runs, flow.progress
-        ready: list[int] = []
-        while finished:
-            node = finished.pop()
-            progress[node] = FINISHED
-            for neighbour in edges[node]:
-                waiting[neighbour] -= 1
-                if not waiting[neighbour]:
-                    (ready if runs[neighbour] else finished).append(neighbour)
-        self._launch(flow, ready)
-
-    def _launch(self, flow: _Flow, ready: list[int]) -> None:
-        # Only a PRE that is still going forward, or POST, may start work.
+    def _launch(self, flow: Flow, ready: list[int]) -> None:
+        """Start what `flow` says is ready: always in POST, in PRE only going forward."""
         if ready and (flow.phase is not PRE or self._state is RunState.PRE):
             self._start(flow.phase, ready)
 
@@ -378,10 +312,8 @@ class Coordinator:
         ]
 
     def _begin(self, phase: PhaseId, nodes: Sequence[int]) -> None:
-        if phase is PRE:  # from here on, cleanup is owed for these tasks
-            progress = self._pre.progress
-            for node in nodes:
-                progress[node] = STARTED
+        if phase is PRE:
+            self._pre.mark_started(nodes)  # from here on, cleanup is owed for these tasks
         actors, running, command = self._actors, self._running, self._commands[phase]
         for node in nodes:
             actor = actors[node]
@@ -389,11 +321,8 @@ class Coordinator:
                 actor = actors[node] = TaskActor(self._graph.nodes[node], self._scope)
             running[node] = actor
             actor.tell(command)
-        if self._observers is not None:
-            at, keys = time.perf_counter(), self._graph.keys
-            for node in nodes:
-                started = PhaseStarted(run_id=self._run_id, task=keys[node], phase=phase, at=at)
-                self._observers.notify(started)
+        if self._watch is not None:
+            self._watch.phases_started(phase, nodes)
 
     # -- events --------------------------------------------------------------------
 
@@ -403,20 +332,12 @@ class Coordinator:
         del self._running[node]
         if self._admission is not None:
             self._admission.release(node)
-        if self._observers is not None:
-            attempts = self._retries.pop((node, event.phase), 0) + 1
-            self._observers.notify(_finished(self._run_id, self._graph.keys[node], event, attempts))
+        if self._watch is not None:
+            self._watch.phase_ended(event)
 
     def _on_retrying(self, event: PhaseRetrying) -> None:
-        if self._observers is not None:
-            key = (event.task, event.phase)
-            self._retries[key] = self._retries.get(key, 0) + 1
-            retried = PhaseRetried(
-                run_id=self._run_id, task=self._graph.keys[event.task], phase=event.phase,
-                attempt=event.attempt, error=event.error, delay=event.delay,
-                at=time.perf_counter(),
-            )  # fmt: skip
-            self._observers.notify(retried)
+        if self._watch is not None:
+            self._watch.phase_retried(event)
 
     def _on_slots_granted(self, event: SlotsGranted) -> None:
         assert self._admission is not None
@@ -427,7 +348,7 @@ class Coordinator:
     def _on_succeeded(self, event: PhaseSucceeded) -> None:
         self._settle(event)
         if event.phase is PRE:
-            self._advance(self._pre, [event.task])
+            self._launch(self._pre, self._pre.finish([event.task]))
         elif event.phase is POST:
             self._cleanup_over(event.task)
 
@@ -451,7 +372,7 @@ class Coordinator:
 
     def _cleanup_over(self, node: int) -> None:
         assert self._post is not None
-        self._advance(self._post, [node])
+        self._launch(self._post, self._post.finish([node]))
 
     def _on_deadline(self, event: DeadlineExpired) -> None:
         # Only a run still going forward times out; a failing one keeps its failures.
@@ -490,24 +411,6 @@ class Coordinator:
 
 
 _default_rng = random.Random()
-_run_ids = itertools.count(1)
-
-
-def _finished(
-    run_id: int, key: Hashable, event: PhaseSucceeded | PhaseFailed | PhaseCancelled, attempts: int
-) -> PhaseFinished:
-    error, reason, outcome = None, None, PhaseOutcome.OK
-    if isinstance(event, PhaseFailed):
-        error = event.error
-        timed_out = isinstance(error, TimeoutError)
-        outcome = PhaseOutcome.TIMED_OUT if timed_out else PhaseOutcome.FAILED
-    elif isinstance(event, PhaseCancelled):
-        outcome, reason = PhaseOutcome.CANCELLED, event.reason.value
-    return PhaseFinished(
-        run_id=run_id, task=key, phase=event.phase, outcome=outcome, attempts=attempts,
-        at=event.at, error=error, cancel_reason=reason,
-    )  # fmt: skip
-
 
 _ENTER: dict[PhaseId, Callable[[Coordinator], None]] = {
     PRE: Coordinator._enter_pre,
