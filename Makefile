@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: demo test lint check clean
+.PHONY: demo test lint check clean stress soak
 
 $(INSTALLED): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,15 @@ lint: $(INSTALLED)
 	$(BIN)/mypy --strict sdax
 
 check: lint test
+
+# The monte-carlo stress runner (stress/): random processors and faults, every run checked.
+STRESS_SEED ?= 1
+stress: $(INSTALLED)
+	$(BIN)/python -m stress --runs 100000 --seed $(STRESS_SEED) --loop asyncio --concurrency 8
+	$(BIN)/python -m stress --runs 100000 --seed $(STRESS_SEED) --loop uvloop --concurrency 8
+
+soak: $(INSTALLED)
+	$(BIN)/python -m stress --soak --runs 100000 --seed $(STRESS_SEED)
 
 clean:
 	rm -rf $(VENV) .venv-3.* .mypy_cache .ruff_cache .pytest_cache .hypothesis

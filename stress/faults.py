@@ -1,0 +1,280 @@
+"""Scripted phase functions and the per-run context they log to.
+
+Every phase function of a stress processor is a thin shim that asks the
+run's context (`RunContext`, the `ctx` of `process_tasks`) what this attempt
+should do, does it, and appends what happened to `ctx.log` with a
+monotonic sequence number. The checker (sdax is not asked) works from that
+log only.
+
+Cancellation of the whole run is always fired from a loop callback, never
+from inside a task, for two reasons: the run's context (`run_context`) can
+only be entered from outside the run task, and a cancel requested from a
+callback is handled by the coordinator before it starts anything else.
+Each cancel bumps `CANCEL_EPOCH` in the run task's context; phase tasks
+copy that context when sdax creates them, so a phase can tell whether it
+was created before or after each cancellation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+from collections.abc import Callable, Coroutine, Hashable
+from typing import Any, NamedTuple
+
+from sdax import RetryableException, TaskFunction, task_func, task_group_func, task_sync_func
+from sdax.actors.task_group import SdaxTaskGroup
+from stress.model import Act, Attempt, Policy, RunPlan
+
+CANCEL_EPOCH: contextvars.ContextVar[int] = contextvars.ContextVar("stress_epoch", default=0)
+
+# Log event kinds. A part (0 = body, n = n-th child) logs START and one terminal.
+START, END, RAISE, FATAL, SELFCANCEL = "start", "end", "raise", "fatal", "selfcancel"
+CANCELLED, SWALLOWED, NOTAWAIT = "cancelled", "swallowed", "notawait"
+TERMINAL = frozenset({END, RAISE, FATAL, SELFCANCEL, CANCELLED, SWALLOWED, NOTAWAIT})
+SPAWN = "spawn"  # a body created a child: the attempt will wait for its children
+CANCEL, FINISH = "cancel", "finish"  # run-level: a cancellation took effect; the run returned
+
+
+class InjectedError(Exception):
+    """An ordinary, non-retryable failure a phase was told to raise."""
+
+
+class InjectedRetryable(RetryableException):
+    """A failure the default retry policy retries."""
+
+
+class InjectedFatal(BaseException):
+    """A KeyboardInterrupt-style error (asyncio does not re-raise it out of the loop)."""
+
+
+class Ev(NamedTuple):
+    seq: int
+    kind: str
+    key: Hashable
+    phase: str
+    attempt: int
+    part: int
+    obj: object = None  # the exception raised, or the cancel count for CANCEL
+    epoch: int = 0  # cancellations requested before this phase task was created
+
+
+class RunContext:
+    """The `ctx` of one run: the plan, the log, and the run's cancellation switch.
+
+    Phase functions only append to `log` and write `data`; the checker later
+    verifies that nothing else changed (sdax must not touch the context).
+    """
+
+    def __init__(self, plan: RunPlan, loop: asyncio.AbstractEventLoop) -> None:
+        self.plan = plan
+        self.loop = loop
+        self.log: list[Ev] = []
+        self.data: dict[tuple[Hashable, str, int], int] = {}  # what tasks wrote
+        self.counts: dict[tuple[Hashable, str], int] = {}  # attempts so far per phase
+        self.run_task: asyncio.Task[None] | None = None
+        self.run_context: contextvars.Context | None = None
+        self.timeout_cm: asyncio.Timeout | None = None
+        self.finished = False
+        self.cancels = 0  # cancellations that took effect
+        self.direct_cancels = 0  # of which by task.cancel()
+        self.timeout_used = False
+        self.raised: BaseException | None = None
+        self.chains: list[Chain] = []
+
+    # -- logging -------------------------------------------------------------
+
+    def emit(
+        self, kind: str, where: tuple[Hashable, str, int], part: int, obj: object = None
+    ) -> None:
+        key, phase, attempt = where
+        self.log.append(Ev(len(self.log), kind, key, phase, attempt, part, obj))
+
+    def begin(self, key: Hashable, phase: str) -> tuple[tuple[Hashable, str, int], Attempt]:
+        """Count and log the start of an attempt; fire the run trigger if it is this one."""
+        attempt = self.counts.get((key, phase), 0) + 1
+        self.counts[(key, phase)] = attempt
+        where = (key, phase, attempt)
+        seq = len(self.log)
+        self.log.append(Ev(seq, START, key, phase, attempt, 0, None, CANCEL_EPOCH.get()))
+        self.data[where] = seq
+        if attempt == 1 and self.plan.trigger_phase == (key, phase):
+            self.schedule_cancel(self.plan.trigger_delay)
+        return where, self.plan.phases[(key, phase)].attempt(attempt)
+
+    # -- cancelling the run --------------------------------------------------
+
+    def schedule_cancel(self, iterations: int) -> Chain:
+        chain = Chain(self.loop, iterations, self.fire_cancel)
+        self.chains.append(chain)
+        return chain
+
+    def fire_cancel(self) -> None:
+        """Cancel the run now (from a loop callback), unless it is over."""
+        if self.finished or self.run_task is None:
+            return
+        if self.plan.cancel_mode == "timeout" and not self.timeout_used:
+            assert self.timeout_cm is not None
+            self.timeout_used = True
+            # The timeout cancels the task in a callback of its own, queued now;
+            # ours, queued right behind it, records that it happened.
+            self.timeout_cm.reschedule(self.loop.time())
+            self.loop.call_soon(self._timeout_fired)
+            return
+        self.direct_cancels += 1
+        self.run_task.cancel()
+        self._took_effect()
+
+    def _timeout_fired(self) -> None:
+        if not self.finished and self.timeout_cm is not None and self.timeout_cm.expired():
+            self._took_effect()
+
+    def _took_effect(self) -> None:
+        assert self.run_context is not None
+        self.cancels += 1
+        self.run_context.run(CANCEL_EPOCH.set, self.cancels)
+        self.log.append(Ev(len(self.log), CANCEL, None, "", 0, 0, self.cancels))
+
+    def finish(self) -> None:
+        """The run returned: stop every pending trigger and mark the end of the log."""
+        self.finished = True
+        for chain in self.chains:
+            chain.cancel()
+        self.chains.clear()
+        self.log.append(Ev(len(self.log), FINISH, None, "", 0, 0))
+
+    # -- what phase functions do ----------------------------------------------
+
+    def call(self, key: Hashable, phase: str, group: SdaxTaskGroup | None) -> Any:
+        """The phase function: a coroutine to await, or (if planned) a non-awaitable."""
+        where, attempt = self.begin(key, phase)
+        if attempt.body.op == "notawait":
+            self.emit(NOTAWAIT, where, 0)
+            return 42
+        return self._attempt(where, attempt, group)
+
+    def call_sync(self, key: Hashable, phase: str) -> None:
+        where, attempt = self.begin(key, phase)
+        if attempt.body.op == "ok":
+            self.emit(END, where, 0)
+            return
+        raise self.inject(where, 0, attempt.body.op)
+
+    async def _attempt(
+        self, where: tuple[Hashable, str, int], attempt: Attempt, group: SdaxTaskGroup | None
+    ) -> None:
+        body_done = asyncio.Event() if attempt.children else None
+        for part, child in enumerate(attempt.children, start=1):
+            assert group is not None
+            group.create_task(self._child(where, part, child, body_done))
+            self.emit(SPAWN, where, part)
+        await self._act(where, 0, attempt.body, None)
+        if body_done is not None:
+            body_done.set()  # releases "late" children: they fail after the body returned
+
+    async def _child(
+        self, where: tuple[Hashable, str, int], part: int, act: Act, body_done: asyncio.Event | None
+    ) -> None:
+        self.emit(START, where, part)
+        await self._act(where, part, act, body_done)
+
+    async def _act(
+        self, where: tuple[Hashable, str, int], part: int, act: Act, gate: asyncio.Event | None
+    ) -> None:
+        try:
+            for _ in range(act.yields):
+                await asyncio.sleep(0)
+            if act.op == "late" and gate is not None:
+                await gate.wait()
+        except asyncio.CancelledError:
+            self.emit(CANCELLED, where, part)
+            raise
+        if act.op == "block":
+            await self._block(where, part, act)
+        elif act.op == "ok":
+            self.emit(END, where, part)
+        else:
+            raise self.inject(where, part, "raise" if act.op == "late" else act.op)
+
+    async def _block(self, where: tuple[Hashable, str, int], part: int, act: Act) -> None:
+        chain = self.schedule_cancel(act.trigger) if act.trigger is not None else None
+        try:
+            await self.loop.create_future()  # never resolved: only cancellation ends this
+        except asyncio.CancelledError:
+            if act.on_cancel == "swallow":
+                self.emit(SWALLOWED, where, part)
+                return
+            if act.on_cancel == "raise":
+                raise self.inject(where, part, "raise") from None
+            self.emit(CANCELLED, where, part)
+            raise
+        finally:
+            if chain is not None:
+                chain.cancel()  # ended already: no need to cancel the run for it
+
+    def inject(self, where: tuple[Hashable, str, int], part: int, op: str) -> BaseException:
+        """Create, log and return the exception `op` asks for (the caller raises it)."""
+        text = f"injected {op} in {where[0]!r} {where[1]} attempt {where[2]} part {part}"
+        error: BaseException
+        if op == "selfcancel":
+            error, kind = asyncio.CancelledError(text), SELFCANCEL
+        elif op == "fatal":
+            error, kind = InjectedFatal(text), FATAL
+        elif op == "retryable":
+            error, kind = InjectedRetryable(text), RAISE
+        else:
+            error, kind = InjectedError(text), RAISE
+        self.emit(kind, where, part, error)
+        return error
+
+
+class Chain:
+    """Calls `fire` after `iterations` loop iterations (a chain of call_soon, no task)."""
+
+    __slots__ = ("_loop", "_left", "_fire", "_handle")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, iterations: int, fire: Callable[[], None]):
+        self._loop = loop
+        self._left = iterations
+        self._fire = fire
+        self._handle: asyncio.Handle | None = loop.call_soon(self._tick)
+
+    def _tick(self) -> None:
+        if self._left <= 0:
+            self._handle = None
+            self._fire()
+            return
+        self._left -= 1
+        self._handle = self._loop.call_soon(self._tick)
+
+    def cancel(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+
+def phase_function(key: Hashable, phase: str, policy: Policy) -> TaskFunction[RunContext]:
+    """The declared function for `phase` of task `key`; what it does is read from ctx."""
+    options: dict[str, Any] = {
+        "retries": policy.retries,
+        "initial_delay": policy.initial_delay,
+        "backoff_factor": policy.backoff_factor,
+        "retryable_exceptions": policy.retryable_exceptions(),
+    }
+    if policy.kind == "sync":
+
+        def run_sync(ctx: RunContext) -> None:
+            ctx.call_sync(key, phase)
+
+        return task_sync_func(run_sync, **options)
+    if policy.kind == "group":
+
+        def run_group(ctx: RunContext, group: SdaxTaskGroup) -> Coroutine[Any, Any, None]:
+            return ctx.call(key, phase, group)  # type: ignore[no-any-return]
+
+        return task_group_func(run_group, timeout=policy.timeout, **options)
+
+    def run(ctx: RunContext) -> Coroutine[Any, Any, None]:
+        return ctx.call(key, phase, None)  # type: ignore[no-any-return]
+
+    return task_func(run, timeout=policy.timeout, **options)

@@ -1,0 +1,250 @@
+"""From a run's log to what each phase may have ended as.
+
+The log shows what our code saw, not what sdax decided; where a race with a
+cancellation decides (a timeout and a cancel landing together, a cancel in
+a retry's backoff), a phase gets a *set* of possible outcomes, and the
+checker only demands that what sdax reports is in that set. Outside such
+races the set has one element and the check is exact.
+
+Who may cancel a phase, and from when ("entitlement"): for pre_execute,
+the caller's cancellation, a fatal error, or a pre that failed; for
+execute, the caller or a fatal error; for post_execute, only a caller
+cancellation that came after sdax created the post's task.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass, field
+
+from stress.faults import (
+    CANCEL,
+    CANCELLED,
+    FATAL,
+    NOTAWAIT,
+    RAISE,
+    SELFCANCEL,
+    SPAWN,
+    START,
+    TERMINAL,
+    Ev,
+)
+from stress.model import EXEC, POST, PRE, Policy, Shape
+
+OK, CANCEL_OUT, FATAL_OUT = "ok", "cancelled", "fatal"
+FAIL, TIMEOUT, PCANCEL, NOT_AWAITABLE = "fail", "timeout", "pcancel", "notawait"
+FAILURES = frozenset({FAIL, TIMEOUT, PCANCEL, NOT_AWAITABLE})
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One possible end of a phase; for FAIL, the exceptions its error must hold."""
+
+    kind: str
+    errors: tuple[BaseException, ...] = ()
+
+    def retryable(self, policy: Policy) -> bool:
+        """Would sdax retry an attempt that ended like this (attempts left aside)?"""
+        kinds = policy.retryable_exceptions()
+        if self.kind == TIMEOUT:
+            return issubclass(TimeoutError, kinds)
+        if self.kind == NOT_AWAITABLE:
+            return issubclass(TypeError, kinds)
+        return self.kind == FAIL and all(isinstance(e, kinds) for e in self.errors)
+
+    def __repr__(self) -> str:
+        return self.kind if not self.errors else f"{self.kind}{[str(e) for e in self.errors]}"
+
+
+@dataclass
+class AttemptLog:
+    """What one attempt's body and children did, folded from the log."""
+
+    number: int
+    start: int
+    epoch: int
+    end: int = -1  # sequence number of its last event
+    body: str | None = None  # terminal event of the body
+    body_end: int = -1
+    errors: list[BaseException] = field(default_factory=list)
+    fatal: bool = False
+    selfcancel: BaseException | None = None
+    cancelled: bool = False
+    notawait: bool = False
+    # Created children: the attempt's task then waits for their done callbacks after
+    # the body, even if every child already logged its end, and can be cancelled there.
+    awaits_children: bool = False
+    open_parts: set[int] = field(default_factory=set)
+
+
+@dataclass
+class PhaseLog:
+    key: Hashable
+    phase: str
+    attempts: list[AttemptLog] = field(default_factory=list)
+
+    @property
+    def final(self) -> AttemptLog:
+        return self.attempts[-1]
+
+    @property
+    def start(self) -> int:
+        return self.attempts[0].start
+
+    @property
+    def end(self) -> int:
+        return max(attempt.end for attempt in self.attempts)
+
+
+def fold(log: Sequence[Ev], problems: list[str]) -> dict[tuple[Hashable, str], PhaseLog]:
+    """Group the log by phase and attempt; report events that make no sense."""
+    phases: dict[tuple[Hashable, str], PhaseLog] = {}
+    for ev in log:
+        if ev.kind in (CANCEL, "finish"):
+            continue
+        plog = phases.setdefault((ev.key, ev.phase), PhaseLog(ev.key, ev.phase))
+        if ev.kind == START and ev.part == 0:
+            if ev.attempt != len(plog.attempts) + 1:
+                problems.append(f"{ev.key!r} {ev.phase} attempt {ev.attempt} out of order")
+            plog.attempts.append(AttemptLog(ev.attempt, ev.seq, ev.epoch, ev.seq))
+            plog.attempts[-1].open_parts.add(0)
+            continue
+        attempt = next((a for a in plog.attempts if a.number == ev.attempt), None)
+        if attempt is None:
+            problems.append(f"event {ev} before its attempt started")
+            continue
+        _apply(attempt, ev, problems)
+    for plog in phases.values():
+        for attempt in plog.attempts:
+            if attempt.open_parts:
+                problems.append(
+                    f"{plog.key!r} {plog.phase} attempt {attempt.number}: parts "
+                    f"{sorted(attempt.open_parts)} never finished"
+                )
+    return phases
+
+
+def _apply(attempt: AttemptLog, ev: Ev, problems: list[str]) -> None:
+    attempt.end = max(attempt.end, ev.seq)
+    if ev.kind == SPAWN:
+        attempt.awaits_children = True
+        return
+    if ev.kind == START:
+        attempt.open_parts.add(ev.part)
+        return
+    if ev.kind not in TERMINAL or ev.part not in attempt.open_parts:
+        problems.append(f"unexpected event {ev}")
+        return
+    attempt.open_parts.discard(ev.part)
+    if ev.part == 0:
+        attempt.body, attempt.body_end = ev.kind, ev.seq
+    if ev.kind == RAISE:
+        assert isinstance(ev.obj, BaseException)
+        attempt.errors.append(ev.obj)
+    elif ev.kind == FATAL:
+        attempt.fatal = True
+    elif ev.kind == SELFCANCEL:
+        attempt.selfcancel = ev.obj  # type: ignore[assignment]
+    elif ev.kind == CANCELLED:
+        attempt.cancelled = True
+    elif ev.kind == NOTAWAIT:
+        attempt.notawait = True
+
+
+@dataclass(frozen=True)
+class Entitlement:
+    """When sdax may cancel a phase: any time after `since`; `marks` for posts."""
+
+    since: float = math.inf
+    marks: tuple[tuple[int, int], ...] = ()  # (seq, epoch) of caller cancellations
+
+    def before(self, seq: float, epoch: int, phase: str) -> bool:
+        """May sdax have cancelled, before `seq`, a `phase` whose task was created at `epoch`?"""
+        if phase == POST:  # only a cancel that came after the post's task was created
+            return any(at < seq and mark > epoch for at, mark in self.marks)
+        return self.since < seq
+
+    def ever(self, epoch: int, phase: str) -> bool:
+        return self.before(math.inf, epoch, phase)
+
+
+def attempt_results(
+    attempt: AttemptLog, policy: Policy, entitled: bool, late_cancel: bool
+) -> set[Outcome]:
+    """What this attempt may have ended as, in sdax's eyes.
+
+    `entitled`: sdax may have cancelled it before its last event;
+    `late_cancel`: sdax may cancel it after that (while it waits on children).
+    """
+    if attempt.fatal:
+        return {Outcome(FATAL_OUT)}
+    if attempt.errors:  # real errors beat any cancellation (task group rule)
+        return {Outcome(FAIL, tuple(attempt.errors))}
+    if attempt.notawait:
+        return {Outcome(NOT_AWAITABLE)}
+    late: set[Outcome] = set()
+    if attempt.awaits_children:  # the task awaited its children after our last event
+        if policy.short_timeout:
+            late.add(Outcome(TIMEOUT))
+        if late_cancel:
+            late.add(Outcome(CANCEL_OUT))
+    if attempt.selfcancel is not None:
+        return {Outcome(PCANCEL, (attempt.selfcancel,))} | late
+    if attempt.cancelled:
+        if policy.short_timeout:
+            late.add(Outcome(TIMEOUT))
+        if entitled:
+            late.add(Outcome(CANCEL_OUT))
+        return late  # empty: cancelled by nobody entitled to
+    return {Outcome(OK)} | late  # returned (or swallowed the cancellation)
+
+
+def phase_outcomes(
+    plog: PhaseLog, policy: Policy, ent: Entitlement, problems: list[str]
+) -> set[Outcome]:
+    """The possible outcomes of a started phase; reports impossible attempt sequences."""
+    name = f"{plog.key!r} {plog.phase}"
+    if len(plog.attempts) > policy.attempts:
+        problems.append(f"{name}: {len(plog.attempts)} attempts, retries={policy.retries}")
+    epoch = plog.attempts[0].epoch
+    for attempt in plog.attempts[:-1]:
+        results = attempt_results(attempt, policy, ent.before(attempt.end, epoch, plog.phase), True)
+        if not any(result.retryable(policy) for result in results):
+            problems.append(f"{name}: attempt {attempt.number} ended {results} yet was retried")
+    final = plog.final
+    ever = ent.ever(epoch, plog.phase)
+    results = attempt_results(final, policy, ent.before(final.end, epoch, plog.phase), ever)
+    possible: set[Outcome] = set()
+    for result in results:
+        if result.retryable(policy) and final.number < policy.attempts:
+            if ever:  # cancelled during the backoff, or the retry was never begun
+                possible.add(Outcome(CANCEL_OUT))
+        else:
+            possible.add(result)
+    if not possible:
+        problems.append(f"{name}: final attempt {final.number} {results} cannot end this way")
+    return possible
+
+
+def entitlements(
+    shape: Shape, log: Sequence[Ev], phases: dict[tuple[Hashable, str], PhaseLog]
+) -> dict[str, Entitlement]:
+    """When sdax may cancel pre, execute and post phases (see the module docstring)."""
+    marks = tuple((ev.seq, int(ev.obj)) for ev in log if ev.kind == CANCEL)  # type: ignore[call-overload]
+    fatal = [ev.seq for ev in log if ev.kind == FATAL and ev.phase != POST]
+    base = min([seq for seq, _ in marks] + fatal, default=math.inf)
+    # The first pre (by the end of its last attempt) that may have failed entitles the
+    # rest from then on. Erring early only makes the checks more lenient, never wrong.
+    since = base
+    for plog in sorted((p for p in phases.values() if p.phase == PRE), key=lambda p: p.end):
+        if plog.end >= since:
+            break
+        ends = attempt_results(plog.final, shape.policy(plog.key, PRE), False, True)
+        if any(outcome.kind in FAILURES for outcome in ends):
+            since = plog.end
+    return {
+        PRE: Entitlement(since, marks),
+        EXEC: Entitlement(base, marks),
+        POST: Entitlement(marks=marks),
+    }
