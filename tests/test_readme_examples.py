@@ -99,14 +99,14 @@ async def close_db(ctx: TaskContext) -> None:
 
 async def check_auth(ctx: TaskContext) -> None:
     ctx.events.append("Auth started")
-    await asyncio.sleep(0)  # README: asyncio.sleep(0.1)
+    await asyncio.sleep(0)  # the README sleeps 0.1 s here
     ctx.user_id = 123
     ctx.events.append("Auth done")
 
 
 async def load_feature_flags(ctx: TaskContext) -> None:
     ctx.events.append("Flags started")
-    await asyncio.sleep(0)  # README: asyncio.sleep(0.2)
+    await asyncio.sleep(0)  # the README sleeps 0.2 s here
     ctx.feature_flags = {"new_api": True}
     ctx.events.append("Flags done")
 
@@ -114,7 +114,7 @@ async def load_feature_flags(ctx: TaskContext) -> None:
 async def fetch_user_data(ctx: TaskContext) -> None:
     if not ctx.user_id:
         raise ValueError("Auth failed")
-    await asyncio.sleep(0)  # README: asyncio.sleep(0.1)
+    await asyncio.sleep(0)  # the README sleeps 0.1 s here
     ctx.events.append("Fetched")
 
 
@@ -1242,7 +1242,7 @@ async def test_task_group_parent_that_returns_early_still_waits_for_its_subtasks
     slow, faster = Held(), Held()
     events: list[str] = []
 
-    async def child(name: str, held: Held) -> None:  # stands in for asyncio.sleep(5) / (3)
+    async def child(name: str, held: Held) -> None:  # stands in for the README's 5 s and 3 s sleeps
         held.started.set()
         await held.release.wait()
         events.append(f"{name} done")
