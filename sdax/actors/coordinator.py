@@ -314,6 +314,10 @@ class Coordinator:
     def _begin(self, phase: PhaseId, nodes: Sequence[int]) -> None:
         if phase is PRE:
             self._pre.mark_started(nodes)  # from here on, cleanup is owed for these tasks
+        if self._watch is not None:
+            # Before the tells: from 3.12 a phase starts eagerly and may have
+            # finished (and been timed) by the time `tell` returns.
+            self._watch.phases_started(phase, nodes)
         actors, running, command = self._actors, self._running, self._commands[phase]
         for node in nodes:
             actor = actors[node]
@@ -321,8 +325,6 @@ class Coordinator:
                 actor = actors[node] = TaskActor(self._graph.nodes[node], self._scope)
             running[node] = actor
             actor.tell(command)
-        if self._watch is not None:
-            self._watch.phases_started(phase, nodes)
 
     # -- events --------------------------------------------------------------------
 
