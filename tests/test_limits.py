@@ -17,6 +17,9 @@ from sdax import (
     TaskFunction,
     task_func,
 )
+from sdax.actors.admission import Admission
+from sdax.actors.mailbox import Mailbox
+from sdax.declarations import PhaseId
 from tests.support import HOLD, OK, POST, PRE, Probe, Raise
 
 
@@ -195,6 +198,25 @@ async def test_a_run_cancelled_while_queued_leaves_the_shared_pool_whole() -> No
     await holding
     await waiter.process_tasks(None)  # the token is free again: it runs at once
     assert probe.count("end", "Waiter", PRE) == 1
+
+
+async def test_withdrawing_requests_queued_behind_each_other_leaves_every_pool_whole() -> None:
+    # Regression (found by the stress runner): "Partial" holds x and queues
+    # for y, "Behind" queues for x. Withdrawing Partial gives x back, which
+    # must not grant x to Behind, itself being withdrawn: Behind was then
+    # looked for in the wrong queue and the run raised ValueError.
+    x, y, z = Limit("x", 1), Limit("y", 1), Limit("z", 1)
+    admission = Admission(Mailbox())
+    assert admission.request(0, PhaseId.PRE_EXEC, [y.units(1)])
+    assert not admission.request(1, PhaseId.PRE_EXEC, [x.units(1), y.units(1)])
+    assert not admission.request(2, PhaseId.PRE_EXEC, [x.units(1), z.units(1)])
+    assert admission.waiting == 2
+
+    admission.withdraw()
+    assert admission.waiting == 0
+    admission.release(0)
+    everything = [x.units(1), y.units(1), z.units(1)]
+    assert admission.request(3, PhaseId.PRE_EXEC, everything)  # granted on the spot
 
 
 def test_bad_limit_declarations_fail_early_with_clear_messages() -> None:

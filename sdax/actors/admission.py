@@ -103,9 +103,12 @@ class Admission:
     def withdraw(self) -> None:
         """Stop waiting: leave every queue and return what waiting requests hold."""
         waiting, self._waiting = self._waiting, {}
+        # Leave every queue before giving anything back: a give-back serves
+        # its pool, which must not grant a step to a request being withdrawn.
         for request in waiting.values():
             if request.step < len(request.uses):
                 request.pools[request.step].queue.remove(request)
+        for request in waiting.values():
             _give_back(request)
 
     @property
