@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from sdax import AsyncDagTaskProcessor, RunTimeoutError, SdaxExecutionError
+from sdax import AsyncDagTaskProcessor, AsyncTask, RunTimeoutError, SdaxExecutionError, task_func
 from tests.support import EXEC, HOLD, OK, POST, PRE, Probe, Raise
 
 
@@ -79,6 +79,29 @@ async def test_a_cleanup_cut_off_by_cleanup_timeout_is_a_failure_and_the_others_
     assert any("cleanup_timeout" in note for note in leaf.__notes__)
     assert probe.count("cancelled", "Stuck", POST) == 1
     assert probe.count("end", "Base", POST) == 1
+
+
+async def test_a_cleanup_cut_off_during_its_backoff_keeps_the_failed_attempt_as_context() -> None:
+    async def close(ctx: object) -> None:
+        raise ConnectionError("close failed")
+
+    processor = (
+        AsyncDagTaskProcessor[None]
+        .builder()
+        .add_task(AsyncTask("Db", post_execute=task_func(close, retries=2, initial_delay=3600)))
+        .build()
+    )
+    with pytest.raises(SdaxExecutionError) as caught:
+        await processor.process_tasks(None, cleanup_timeout=0)
+    (leaf,) = caught.value.leaf_exceptions()
+    assert type(leaf) is TimeoutError
+    assert any("cleanup_timeout" in note for note in leaf.__notes__)
+    chain = []  # TimeoutError <- the CancelledError asyncio.timeout turned into it <- ...
+    cause: BaseException | None = leaf
+    while cause is not None:
+        chain.append(cause)
+        cause = cause.__context__
+    assert type(chain[-1]) is ConnectionError  # ... the failure whose backoff was cut off
 
 
 async def test_the_phase_runner_reports_the_deadline_when_it_is_left() -> None:

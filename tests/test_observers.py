@@ -130,6 +130,32 @@ async def test_retries_are_counted_and_each_failed_attempt_is_kept() -> None:
     assert phase.start <= phase.retries[0].at <= phase.retries[1].at <= phase.end  # type: ignore[operator]
 
 
+async def test_a_retry_cut_short_in_its_backoff_counts_only_the_attempts_made() -> None:
+    # Regression (found by the stress runner): the retry was announced, the
+    # run was cancelled during the backoff, and the phase claimed 2 attempts.
+    failed_once = asyncio.Event()
+    recording = Recording()
+
+    async def flaky(ctx: object) -> None:
+        failed_once.set()
+        raise ConnectionError("try later")
+
+    processor = (
+        AsyncDagTaskProcessor[None]
+        .builder()
+        .add_task(AsyncTask("Flaky", execute=task_func(flaky, retries=3, initial_delay=3600)))
+        .build(observers=[recording])
+    )
+    run = asyncio.create_task(processor.process_tasks(None))
+    await failed_once.wait()
+    run.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await run
+    [finished] = [event for event in recording.seen if isinstance(event, PhaseFinished)]
+    assert finished.outcome is PhaseOutcome.CANCELLED
+    assert finished.attempts == 1
+
+
 async def test_a_report_round_trips_through_json() -> None:
     error = await run_failing(Probe())
     assert error.report is not None

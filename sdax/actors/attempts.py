@@ -10,9 +10,9 @@ from __future__ import annotations
 import asyncio
 import inspect
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from types import CoroutineType
-from typing import Any
+from typing import Any, Protocol
 
 from sdax.actors.task_group import SdaxTaskGroup
 from sdax.declarations import TaskFunction, describe_callable
@@ -46,7 +46,14 @@ def backoff_delay(function: TaskFunction[Any], retry: int, rng: random.Random) -
     return function.initial_delay * function.backoff_factor**retry * rng.uniform(0.5, 1.0)
 
 
-OnRetry = Callable[[int, BaseException, float], None]
+class RetryListener(Protocol):
+    """Hears how a phase's retrying goes; the task actor reports it onwards."""
+
+    def retrying(self, attempt: int, error: BaseException, delay: float) -> None:
+        """Attempt `attempt` (1-based) failed with `error`; the next starts after `delay` s."""
+
+    def attempt_started(self, attempt: int) -> None:
+        """Attempt `attempt` (2 or more) is starting: its backoff was not cut short."""
 
 
 async def run_phase(
@@ -55,19 +62,16 @@ async def run_phase(
     where: str,
     rng: random.Random,
     within: float | None = None,
-    on_retry: OnRetry | None = None,
+    listener: RetryListener | None = None,
 ) -> None:
-    """Run `function` under its policy; with `within`, all attempts together get that long.
-
-    `on_retry(attempt, error, delay)` hears of each failed attempt that will be retried.
-    """
+    """Run `function` under its policy; with `within`, all attempts together get that long."""
     if within is None:
-        await run_attempts(function, ctx, where, rng, on_retry)
+        await run_attempts(function, ctx, where, rng, listener)
         return
     bound = asyncio.timeout(within)
     try:
         async with bound:
-            await run_attempts(function, ctx, where, rng, on_retry)
+            await run_attempts(function, ctx, where, rng, listener)
     except TimeoutError as error:
         if bound.expired():
             annotate(error, f"sdax: {where} cut off by cleanup_timeout={within:g} s")
@@ -79,17 +83,20 @@ async def run_attempts(
     ctx: object,
     where: str,
     rng: random.Random,
-    on_retry: OnRetry | None = None,
+    listener: RetryListener | None = None,
 ) -> None:
     """Call `function` until an attempt succeeds or retrying is not allowed.
 
     The last attempt's exception propagates with a note saying how many
     attempts were made. A cancellation that reaches the task between
     attempts (even one an attempt's task group turned into errors) ends the
-    retrying with CancelledError.
+    retrying with CancelledError; so does one that cuts a backoff short,
+    which then has the failed attempt's error as its `__context__`.
     """
     attempts = function.retries + 1
     for attempt in range(1, attempts + 1):
+        if attempt > 1 and listener is not None:
+            listener.attempt_started(attempt)
         try:
             await _attempt(function, ctx, where)
             return
@@ -103,9 +110,9 @@ async def run_attempts(
             if _cancel_pending():
                 raise asyncio.CancelledError() from error
             delay = backoff_delay(function, attempt - 1, rng)
-            if on_retry is not None:
-                on_retry(attempt, error, delay)
-        await asyncio.sleep(delay)
+            if listener is not None:
+                listener.retrying(attempt, error, delay)
+            await asyncio.sleep(delay)  # still handling `error`: an interruption chains to it
 
 
 async def _attempt(function: TaskFunction[Any], ctx: object, where: str) -> None:

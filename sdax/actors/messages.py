@@ -53,6 +53,7 @@ class PhaseSucceeded(Struct, frozen=True, kw_only=True):
     task: int
     phase: PhaseId
     at: float = 0.0  # perf_counter() when it ended; stamped only when the run is observed
+    attempts: int = 1  # attempts begun, counting the last
 
 
 class PhaseFailed(Struct, frozen=True, kw_only=True):
@@ -66,6 +67,7 @@ class PhaseFailed(Struct, frozen=True, kw_only=True):
     phase: PhaseId
     error: BaseException
     at: float = 0.0
+    attempts: int = 1
 
 
 class PhaseCancelled(Struct, frozen=True, kw_only=True):
@@ -75,6 +77,7 @@ class PhaseCancelled(Struct, frozen=True, kw_only=True):
     phase: PhaseId
     reason: CancelReason
     at: float = 0.0
+    attempts: int = 1
 
 
 class PhaseRetrying(Struct, frozen=True, kw_only=True):

@@ -13,10 +13,10 @@ The actor never looks at the graph and never decides what runs next.
 from __future__ import annotations
 
 import asyncio
-import functools
 import random
 import sys
 from collections.abc import Callable, Coroutine
+from functools import partial
 from types import CoroutineType
 from typing import Any
 
@@ -57,8 +57,8 @@ def task_starter(loop: asyncio.AbstractEventLoop) -> TaskFactory:
     if loop.get_task_factory() is not None:
         return loop.create_task
     if sys.version_info >= (3, 12):
-        return functools.partial(asyncio.Task, loop=loop, eager_start=True)
-    return functools.partial(asyncio.Task, loop=loop)
+        return partial(asyncio.Task, loop=loop, eager_start=True)
+    return partial(asyncio.Task, loop=loop)
 
 
 class RunScope:
@@ -119,6 +119,7 @@ class TaskActor:
     async def _run(self, phase: PhaseId, function: TaskFunction[Any], within: float | None) -> None:
         node = self._node
         scope = self._scope
+        retries: _RetryReporter | None = None
         event: Event
         try:
             if within is None and phase in node.plain:  # the hot path, inline
@@ -127,9 +128,8 @@ class TaskActor:
                     result = ensure_awaitable(result, function, self._where(phase))
                 await result
             else:
-                on_retry = functools.partial(self._report_retry, phase)
-                where = self._where(phase)
-                await run_phase(function, scope.ctx, where, scope.rng, within, on_retry)
+                retries = _RetryReporter(node.index, phase, scope.outbox)
+                await run_phase(function, scope.ctx, self._where(phase), scope.rng, within, retries)
         except asyncio.CancelledError as cancel:
             event = self._cancelled(phase, cancel)
         except GeneratorExit:
@@ -140,17 +140,11 @@ class TaskActor:
         else:
             event = PhaseSucceeded(task=node.index, phase=phase)
         self._task = None
+        if retries is not None and retries.begun > 1:
+            event = msgspec.structs.replace(event, attempts=retries.begun)
         if scope.clock is not None:
             event = msgspec.structs.replace(event, at=scope.clock())
         scope.outbox.put(event)
-
-    def _report_retry(
-        self, phase: PhaseId, attempt: int, error: BaseException, delay: float
-    ) -> None:
-        event = PhaseRetrying(
-            task=self._node.index, phase=phase, attempt=attempt, error=error, delay=delay
-        )
-        self._scope.outbox.put(event)
 
     def _cancelled(self, phase: PhaseId, cancel: asyncio.CancelledError) -> Event:
         reason = self._cancel_reason
@@ -189,3 +183,24 @@ _COMMAND_HANDLERS: dict[type[Any], Callable[[TaskActor, Any], None]] = {
     StartPhase: TaskActor._start,
     CancelPhase: TaskActor._cancel,
 }
+
+
+class _RetryReporter:
+    """Tells the coordinator of each retry of one phase, and counts the attempts begun."""
+
+    __slots__ = ("_task", "_phase", "_outbox", "begun")
+
+    def __init__(self, task: int, phase: PhaseId, outbox: Mailbox[Event]) -> None:
+        self._task = task
+        self._phase = phase
+        self._outbox = outbox
+        self.begun = 1
+
+    def retrying(self, attempt: int, error: BaseException, delay: float) -> None:
+        retrying = PhaseRetrying(
+            task=self._task, phase=self._phase, attempt=attempt, error=error, delay=delay
+        )
+        self._outbox.put(retrying)
+
+    def attempt_started(self, attempt: int) -> None:
+        self.begun = attempt

@@ -32,13 +32,12 @@ _run_ids = itertools.count(1)
 class RunWatch:
     """Turns one run's events into observer notifications."""
 
-    __slots__ = ("_observers", "_graph", "_run_id", "_retries")
+    __slots__ = ("_observers", "_graph", "_run_id")
 
     def __init__(self, observers: Sequence[RunObserver], graph: TaskGraph) -> None:
         self._observers = Observers(observers)
         self._graph = graph
         self._run_id = next(_run_ids)
-        self._retries: dict[tuple[int, PhaseId], int] = {}  # failed attempts, where retried
 
     def run_started(self) -> None:
         plan = self._graph.phase_plan()
@@ -51,8 +50,6 @@ class RunWatch:
             self._observers.notify(started)
 
     def phase_retried(self, event: PhaseRetrying) -> None:
-        where = (event.task, event.phase)
-        self._retries[where] = self._retries.get(where, 0) + 1
         retried = PhaseRetried(
             run_id=self._run_id, task=self._graph.keys[event.task], phase=event.phase,
             attempt=event.attempt, error=event.error, delay=event.delay, at=time.perf_counter(),
@@ -69,7 +66,7 @@ class RunWatch:
             outcome, reason = PhaseOutcome.CANCELLED, event.reason.value
         finished = PhaseFinished(
             run_id=self._run_id, task=self._graph.keys[event.task], phase=event.phase,
-            outcome=outcome, attempts=self._retries.pop((event.task, event.phase), 0) + 1,
+            outcome=outcome, attempts=event.attempts,
             at=event.at, error=error, cancel_reason=reason,
         )  # fmt: skip
         self._observers.notify(finished)
