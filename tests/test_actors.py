@@ -9,6 +9,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from sdax import AsyncTask, Limit
 from sdax.actors import coordinator, messages, task_actor
 from sdax.actors.coordinator import Coordinator
 from sdax.actors.flow import FINISHED, Flow
@@ -135,6 +136,39 @@ async def test_cancellations_carry_the_reason_a_task_raised_a_fatal_error() -> N
     await helper
     assert isinstance(interruption, SystemExit)
     assert run.cancelled_phases == [("A", PhaseId.PRE_EXEC, CancelReason.FATAL_ERROR)]
+
+
+async def test_a_bug_in_the_coordinator_still_stops_every_phase_and_frees_shared_slots(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    probe = Probe()
+    token = Limit("token", 1, shared=True)
+    graph = graph_of(
+        (AsyncTask("Holder", pre_execute=probe.function("Holder", PRE, HOLD, limits=[token])), ()),
+        (probe.task("Trigger", pre=HOLD), ()),
+    )
+
+    def broken(run: Coordinator, event: messages.PhaseSucceeded) -> None:
+        raise RuntimeError("a bug in sdax")
+
+    async def break_once_holder_runs() -> None:
+        await probe.started("Holder", PRE)
+        monkeypatch.setitem(coordinator._EVENT_HANDLERS, messages.PhaseSucceeded, broken)
+        probe.release("Trigger", PRE)  # its success is the event the broken handler fails on
+
+    helper = asyncio.create_task(break_once_holder_runs())
+    run = Coordinator(graph, None)
+    with pytest.raises(RuntimeError, match="a bug in sdax"):
+        await run.run_next_phase()
+    await helper
+    assert probe.count("cancelled", "Holder", PRE) == 1  # not left running
+    monkeypatch.undo()
+    again = Coordinator(
+        graph_of((AsyncTask("T", pre_execute=probe.function("T", PRE, OK, limits=[token])), ())),
+        None,
+    )
+    await again.run()  # the shared token was given back
+    assert probe.count("end", "T", PRE) == 1
 
 
 async def test_phases_run_in_order_and_none_is_left_after_post() -> None:

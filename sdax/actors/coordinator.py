@@ -190,8 +190,12 @@ class Coordinator:
             raise RuntimeError("the run is over: no phase is left to run")
         self._last_phase = phase
         self._interruption = None
-        _ENTER[phase](self)
-        await self._pump()
+        try:
+            _ENTER[phase](self)
+            await self._pump()
+        except BaseException:
+            await self._abandon()  # a bug in sdax itself: still leave nothing running
+            raise
         if phase is POST:
             self._finish()
         return self._interruption
@@ -399,6 +403,19 @@ class Coordinator:
         command = CANCEL[reason]
         for actor in list(self._running.values()):
             actor.tell(command)
+
+    async def _abandon(self) -> None:
+        """After an internal error: stop every phase task, give back every slot."""
+        if self._deadline is not None:
+            self._deadline.cancel()
+        if self._admission is not None:
+            self._admission.withdraw()
+            for node in self._running:
+                self._admission.release(node)
+        tasks = [actor.abandon() for actor in self._running.values()]
+        self._running.clear()
+        if tasks := [task for task in tasks if task is not None]:
+            await asyncio.wait(tasks)
 
     def _transition(self, new: RunState) -> None:
         if new not in _TRANSITIONS[self._state]:

@@ -116,6 +116,13 @@ class TaskActor:
         # would then report nothing: the callback reports for it.
         task.add_done_callback(self._report_if_never_started)
 
+    def abandon(self) -> asyncio.Task[None] | None:
+        """Cancel the running phase with nobody to report to; its task, to wait for."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+        return task
+
     async def _run(self, phase: PhaseId, function: TaskFunction[Any], within: float | None) -> None:
         node = self._node
         scope = self._scope
