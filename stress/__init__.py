@@ -2,15 +2,21 @@
 
 `python -m stress --runs N --seed S [--loop asyncio|uvloop] [--concurrency C]`
 builds random processors (DAGs and level-built, join nodes, every kind of
-phase function, random timeouts and retries), runs each with a random fault
-plan (raises, retries, timeouts, hangs, self-cancellation, task-group
-children failing late, rare fatal errors, cancellation of the whole run at
-a random moment), and checks every run against the invariants of SPEC §4
-from a log the phase functions write. See stress/invariants.py for the list.
+phase function, thread phases included, random timeouts and retries,
+max_concurrency and named limits, per run or shared), runs each with a
+random fault plan (raises, retries, timeouts, hangs, self-cancellation,
+task-group children failing late, threads that outlive their run, rare
+fatal errors, cancellation of the whole run at a random moment) and random
+options (a run deadline, a cleanup_timeout, a RunReport, an observer), and
+checks every run against the invariants of SPEC §4 and of the README's
+"Beyond 0.7.2" from a log the phase functions write. See
+stress/invariants.py for the list.
 
-Modules: model (plain data), generate and plans (seeded randomness), faults
-(the scripted phase functions), outcomes, failures and invariants (the
-checker), runner (running batches on a loop), soak, report, __main__ (CLI).
+Modules: model (plain data), generate and plans (seeded randomness),
+declare, faults, threads and chain (the scripted phase functions and what
+they log), outcomes, failures, cleanup, capacity, runreports, told and
+invariants (the checker), drive and runner (running batches on a loop),
+notes, soak, report, __main__ (CLI), alter (broken records, for the tests).
 """
 
 from stress.invariants import RunRecord, Violation, check_run

@@ -17,7 +17,11 @@ Phases = Mapping[tuple[Hashable, str], PhaseLog]
 
 
 def eligibility(
-    shape: Shape, phases: Phases, pre_succeeded: Callable[[Hashable], Tri], aborted: bool
+    shape: Shape,
+    phases: Phases,
+    pre_succeeded: Callable[[Hashable], Tri],
+    aborted: bool,
+    unseen: Mapping[Hashable, bool],
 ) -> dict[Hashable, Tri]:
     """Cleanup eligibility of every task with a post.
 
@@ -26,7 +30,9 @@ def eligibility(
     through dependencies without a pre, recursively. `aborted`: the forward
     phases may have been stopped early, so a pre that was released but left
     no trace may still have been started (its task cancelled before its
-    first step), which makes its cleanup optional rather than owed.
+    first step), which makes its cleanup optional rather than owed, unless
+    `unseen` (from our observer, or the run's report) says whether sdax
+    started it: a pre still queued for a limit never was.
     """
     passed: dict[Hashable, Tri] = {}
     eligible: dict[Hashable, Tri] = {}
@@ -42,6 +48,8 @@ def eligibility(
             eligible[node.key] = True
         elif ready is False:
             eligible[node.key] = False
+        elif node.key in unseen:
+            eligible[node.key] = unseen[node.key]
         else:
             eligible[node.key] = None if aborted else True
     return eligible

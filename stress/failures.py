@@ -1,30 +1,60 @@
 """What the run raised, checked against what the log says it must raise.
 
-Priority (SPEC §4): the caller's cancellation (CancelledError, or
-TimeoutError from an enclosing asyncio.timeout), then a fatal
-BaseException a task raised (unchanged), then SdaxExecutionError holding
-exactly the failures, else success. The failures are matched by identity
-where we created the exception, and by type, note and cause otherwise.
+Priority (SPEC §4, process_tasks): the caller's cancellation
+(CancelledError, or TimeoutError from an enclosing asyncio.timeout), then a
+fatal BaseException a task raised (unchanged), then RunTimeoutError if the
+run's deadline stopped it going forward (its `.failures` holding exactly
+the failures, or None), then SdaxExecutionError holding exactly the
+failures, else success. The failures are matched by identity where we
+created the exception, and by type, note and cause otherwise.
+
+The deadline. Our twin of sdax's timer fires no later than sdax's (DEADLINE
+in the log at #m), and a plain phase (func, sync) puts its end in sdax's
+mailbox in the step of its last event. So a run times out only after #m
+and before cleanup began; and not if a plain pre had surely failed before
+#m (sdax heard of it first, and stopped going forward). With a deadline
+of 0 both timers fire back to back, so sdax hears the deadline before
+anything logged after #m ends: if forward work ran on after #m and no pre
+failure can have reached sdax first, the run must time out. With a
+deadline above 0, other callbacks may run between the two timers: there,
+whether the run times out is a race.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Hashable, Iterable
+import math
+from collections.abc import Callable, Hashable, Mapping, Sequence
 
-from sdax import PhaseCancelledError, SdaxExecutionError, flatten_exceptions
-from stress.faults import FATAL, Ev
-from stress.outcomes import FAIL, FAILURES, NOT_AWAITABLE, PCANCEL, TIMEOUT, Outcome
+from sdax import PhaseCancelledError, RunTimeoutError, SdaxExecutionError, flatten_exceptions
+from stress.faults import DEADLINE, FATAL, START, Ev
+from stress.model import FORWARD, POST, PRE, RunOptions
+from stress.outcomes import (
+    CUTOFF,
+    FAIL,
+    FAILURES,
+    NOT_AWAITABLE,
+    PCANCEL,
+    TIMEOUT,
+    Outcome,
+    PhaseLog,
+)
 
 Possible = dict[tuple[Hashable, str], set[Outcome]]
+NO_OPTIONS = RunOptions()
 
 
 def expected_raise(
-    log: Iterable[Ev], direct_cancels: int, timeout_expired: bool, raised: BaseException | None
+    log: Sequence[Ev],
+    direct_cancels: int,
+    timeout_expired: bool,
+    raised: BaseException | None,
+    options: RunOptions = NO_OPTIONS,
 ) -> str | None:
     """None if `raised` is what the run must raise first; else what is wrong.
 
-    Returns "check-failures" when failures decide (SdaxExecutionError or success).
+    Returns "check-failures" when failures decide (RunTimeoutError,
+    SdaxExecutionError or success).
     """
     if direct_cancels:
         ok = isinstance(raised, asyncio.CancelledError)
@@ -38,9 +68,41 @@ def expected_raise(
     if fatals:
         ok = any(raised is fatal for fatal in fatals)
         return None if ok else f"a task raised {fatals[0]!r}; the run raised {raised!r} instead"
+    if isinstance(raised, RunTimeoutError):
+        return _deadline_problem(log, raised, options) or "check-failures"
     if raised is None or isinstance(raised, SdaxExecutionError):
         return "check-failures"
     return f"unexpected exception from the run: {raised!r}"
+
+
+def _deadline_problem(log: Sequence[Ev], raised: RunTimeoutError, options: RunOptions) -> str:
+    marks = [ev.seq for ev in log if ev.kind == DEADLINE]
+    posts = [ev.seq for ev in log if ev.kind == START and ev.phase == POST]
+    if options.timeout is None or raised.timeout != options.timeout:
+        return f"RunTimeoutError({raised.timeout}) from a run with timeout={options.timeout}"
+    if not marks:
+        return "RunTimeoutError, yet the deadline had not expired when the run returned"
+    if posts and posts[0] < marks[0]:
+        return f"RunTimeoutError, yet cleanup began (#{posts[0]}) before the deadline (#{marks[0]})"
+    if raised.failures is not None and not isinstance(raised.failures, SdaxExecutionError):
+        return f"RunTimeoutError.failures is {raised.failures!r}"
+    return ""
+
+
+def deadline_since(log: Sequence[Ev], raised: BaseException | None) -> float:
+    """From when the deadline may have stopped forward work: never if the run
+    ended by success or SdaxExecutionError (the deadline stopped nothing);
+    else (RunTimeoutError, or what takes priority over it) since its twin fired."""
+    if raised is None or isinstance(raised, SdaxExecutionError):
+        return math.inf
+    return next((ev.seq for ev in log if ev.kind == DEADLINE), math.inf)
+
+
+def failures_of(raised: BaseException | None) -> SdaxExecutionError | None:
+    """The SdaxExecutionError holding a run's failures (also inside a RunTimeoutError)."""
+    if isinstance(raised, RunTimeoutError):
+        return raised.failures
+    return raised if isinstance(raised, SdaxExecutionError) else None
 
 
 def check_failures(raised: SdaxExecutionError | None, possible: Possible) -> list[str]:
@@ -98,8 +160,11 @@ def _matches(outcome: Outcome, leaves: list[BaseException], where: tuple[Hashabl
     if len(leaves) != 1:
         return False
     leaf = leaves[0]
-    if outcome.kind == TIMEOUT:
-        return type(leaf) is TimeoutError
+    if outcome.kind in (TIMEOUT, CUTOFF):
+        notes = " ".join(getattr(leaf, "__notes__", ()))
+        return type(leaf) is TimeoutError and (outcome.kind == CUTOFF) == (
+            "cleanup_timeout" in notes
+        )
     if outcome.kind == PCANCEL:
         return isinstance(leaf, PhaseCancelledError) and leaf.__cause__ is outcome.errors[0]
     if outcome.kind == NOT_AWAITABLE:
@@ -112,3 +177,34 @@ def _matches(outcome: Outcome, leaves: list[BaseException], where: tuple[Hashabl
 
 def _show(leaves: list[BaseException]) -> str:
     return "[" + ", ".join(f"{type(leaf).__name__}({leaf})" for leaf in leaves) + "]"
+
+
+def deadline_problems(
+    log: Sequence[Ev],
+    raised: BaseException | None,
+    options: RunOptions,
+    phases: Mapping[tuple[Hashable, str], PhaseLog],
+    possible: Possible,
+    plain: Callable[[Hashable, str], bool],
+) -> list[str]:
+    """Whether the run had to time out, or could not (see the module docstring)."""
+    mark = next((ev.seq for ev in log if ev.kind == DEADLINE), None)
+    timed_out = isinstance(raised, RunTimeoutError)
+    if mark is None or not (timed_out or raised is None or isinstance(raised, SdaxExecutionError)):
+        return []
+    failing = [
+        (plog, all(o.kind in FAILURES for o in possible[where]) and plain(*where))
+        for where, plog in phases.items()
+        if where[1] == PRE and any(o.kind in FAILURES for o in possible[where])
+    ]
+    if timed_out:
+        sure = [plog for plog, surely in failing if surely and plog.end < mark]
+        if sure:
+            where = f"{sure[0].key!r} pre_execute failed at #{sure[0].end}"
+            return [f"RunTimeoutError, though {where}, before the deadline (#{mark})"]
+        return []
+    later = [plog for (_, phase), plog in phases.items() if phase in FORWARD and plog.end > mark]
+    if options.timeout == 0 and later and all(plog.end > mark for plog, _ in failing):
+        running = f"{later[0].key!r} {later[0].phase} ran until #{later[0].end}"
+        return [f"the deadline expired (#{mark}) while {running}, yet the run did not time out"]
+    return []

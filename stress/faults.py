@@ -13,20 +13,32 @@ callback is handled by the coordinator before it starts anything else.
 Each cancel bumps `CANCEL_EPOCH` in the run task's context; phase tasks
 copy that context when sdax creates them, so a phase can tell whether it
 was created before or after each cancellation.
+
+Thread phases (stress.threads) log from worker threads, so every append
+takes the run's lock; each event also gets a tick from a clock shared by
+the runs of a batch, which orders the events of concurrent runs (shared
+limits are checked on it). A run with a deadline starts a twin of sdax's
+deadline timer just before sdax starts its own: the twin's DEADLINE event
+marks the earliest moment sdax can have heard of the deadline.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections.abc import Callable, Coroutine, Hashable
+import itertools
+import threading
+from collections.abc import Hashable, Iterator
 from typing import Any, NamedTuple
 
-from sdax import RetryableException, TaskFunction, task_func, task_group_func, task_sync_func
+from sdax import RetryableException
 from sdax.actors.task_group import SdaxTaskGroup
-from stress.model import Act, Attempt, Policy, RunPlan
+from stress.chain import Chain
+from stress.model import Act, Attempt, RunPlan
 
 CANCEL_EPOCH: contextvars.ContextVar[int] = contextvars.ContextVar("stress_epoch", default=0)
+# The RunContext whose run task's context this is (threads check that they got it).
+CURRENT_RUN: contextvars.ContextVar[object] = contextvars.ContextVar("stress_run", default=None)
 
 # Log event kinds. A part (0 = body, n = n-th child) logs START and one terminal.
 START, END, RAISE, FATAL, SELFCANCEL = "start", "end", "raise", "fatal", "selfcancel"
@@ -34,6 +46,12 @@ CANCELLED, SWALLOWED, NOTAWAIT = "cancelled", "swallowed", "notawait"
 TERMINAL = frozenset({END, RAISE, FATAL, SELFCANCEL, CANCELLED, SWALLOWED, NOTAWAIT})
 SPAWN = "spawn"  # a body created a child: the attempt will wait for its children
 CANCEL, FINISH = "cancel", "finish"  # run-level: a cancellation took effect; the run returned
+DEADLINE = "deadline"  # run-level: the twin of sdax's deadline timer fired
+BEGIN = "begin"  # our observer heard sdax start (key, phase)
+# A thread's own end (obj: the kind it would have logged) after sdax stopped waiting
+# for it; it may come after the run returned.
+AFTER = "after"
+THREAD = "thread"  # the obj of a thread attempt's START (logged when sdax submits it)
 
 
 class InjectedError(Exception):
@@ -57,6 +75,7 @@ class Ev(NamedTuple):
     part: int
     obj: object = None  # the exception raised, or the cancel count for CANCEL
     epoch: int = 0  # cancellations requested before this phase task was created
+    tick: int = 0  # position among the events of every run of the batch
 
 
 class RunContext:
@@ -66,9 +85,16 @@ class RunContext:
     verifies that nothing else changed (sdax must not touch the context).
     """
 
-    def __init__(self, plan: RunPlan, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self,
+        plan: RunPlan,
+        loop: asyncio.AbstractEventLoop,
+        clock: Iterator[int] | None = None,
+    ) -> None:
         self.plan = plan
         self.loop = loop
+        self.lock = threading.Lock()  # threads log too
+        self.clock = itertools.count() if clock is None else clock
         self.log: list[Ev] = []
         self.data: dict[tuple[Hashable, str, int], int] = {}  # what tasks wrote
         self.counts: dict[tuple[Hashable, str], int] = {}  # attempts so far per phase
@@ -80,27 +106,52 @@ class RunContext:
         self.direct_cancels = 0  # of which by task.cancel()
         self.timeout_used = False
         self.raised: BaseException | None = None
+        self.returned: object = None  # what process_tasks returned
+        self.recorder: object = None  # the ReportRecorder observing the run, if any
         self.chains: list[Chain] = []
+        self.deadline: asyncio.TimerHandle | None = None
+        self.threads: list[Any] = []  # stress.threads.ThreadAttempt of this run
+        self.threads_released = False
+        self.thread_problems: list[str] = []  # what threads found wrong (context, ...)
 
     # -- logging -------------------------------------------------------------
 
     def emit(
         self, kind: str, where: tuple[Hashable, str, int], part: int, obj: object = None
     ) -> None:
-        key, phase, attempt = where
-        self.log.append(Ev(len(self.log), kind, key, phase, attempt, part, obj))
+        with self.lock:
+            self.append_locked(kind, where, part, obj)
 
-    def begin(self, key: Hashable, phase: str) -> tuple[tuple[Hashable, str, int], Attempt]:
+    def append_locked(
+        self, kind: str, where: tuple[Hashable, str, int], part: int, obj: object, epoch: int = 0
+    ) -> int:
+        """Append one event (the caller holds `lock`); returns its sequence number."""
+        seq = len(self.log)
+        self.log.append(Ev(seq, kind, *where, part, obj, epoch, next(self.clock)))
+        return seq
+
+    def begin(
+        self, key: Hashable, phase: str, obj: object = None
+    ) -> tuple[tuple[Hashable, str, int], Attempt]:
         """Count and log the start of an attempt; fire the run trigger if it is this one."""
         attempt = self.counts.get((key, phase), 0) + 1
         self.counts[(key, phase)] = attempt
         where = (key, phase, attempt)
-        seq = len(self.log)
-        self.log.append(Ev(seq, START, key, phase, attempt, 0, None, CANCEL_EPOCH.get()))
-        self.data[where] = seq
+        with self.lock:
+            self.data[where] = self.append_locked(START, where, 0, obj, CANCEL_EPOCH.get())
         if attempt == 1 and self.plan.trigger_phase == (key, phase):
             self.schedule_cancel(self.plan.trigger_delay)
         return where, self.plan.phases[(key, phase)].attempt(attempt)
+
+    def run_event(self, kind: str, obj: object = None) -> None:
+        """A run-level event (no task): CANCEL, FINISH, DEADLINE."""
+        self.emit(kind, (None, "", 0), 0, obj)
+
+    def start_deadline_twin(self) -> None:
+        """Called right before process_tasks, which starts sdax's own timer in the same step."""
+        timeout = self.plan.options.timeout
+        if timeout is not None:
+            self.deadline = self.loop.call_later(timeout, self.run_event, DEADLINE)
 
     # -- cancelling the run --------------------------------------------------
 
@@ -133,15 +184,24 @@ class RunContext:
         assert self.run_context is not None
         self.cancels += 1
         self.run_context.run(CANCEL_EPOCH.set, self.cancels)
-        self.log.append(Ev(len(self.log), CANCEL, None, "", 0, 0, self.cancels))
+        self.run_event(CANCEL, self.cancels)
 
     def finish(self) -> None:
-        """The run returned: stop every pending trigger and mark the end of the log."""
+        """The run returned: stop every pending trigger, let blocked threads go, mark the end."""
         self.finished = True
         for chain in self.chains:
             chain.cancel()
         self.chains.clear()
-        self.log.append(Ev(len(self.log), FINISH, None, "", 0, 0))
+        if self.deadline is not None:
+            self.deadline.cancel()
+        self.release_threads()
+        self.run_event(FINISH)
+
+    def release_threads(self) -> None:
+        """Let every blocked thread go, and any this run starts from now on (a hung run's)."""
+        self.threads_released = True
+        for thread in self.threads:
+            thread.release.set()
 
     # -- what phase functions do ----------------------------------------------
 
@@ -226,55 +286,3 @@ class RunContext:
             error, kind = InjectedError(text), RAISE
         self.emit(kind, where, part, error)
         return error
-
-
-class Chain:
-    """Calls `fire` after `iterations` loop iterations (a chain of call_soon, no task)."""
-
-    __slots__ = ("_loop", "_left", "_fire", "_handle")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, iterations: int, fire: Callable[[], None]):
-        self._loop = loop
-        self._left = iterations
-        self._fire = fire
-        self._handle: asyncio.Handle | None = loop.call_soon(self._tick)
-
-    def _tick(self) -> None:
-        if self._left <= 0:
-            self._handle = None
-            self._fire()
-            return
-        self._left -= 1
-        self._handle = self._loop.call_soon(self._tick)
-
-    def cancel(self) -> None:
-        if self._handle is not None:
-            self._handle.cancel()
-            self._handle = None
-
-
-def phase_function(key: Hashable, phase: str, policy: Policy) -> TaskFunction[RunContext]:
-    """The declared function for `phase` of task `key`; what it does is read from ctx."""
-    options: dict[str, Any] = {
-        "retries": policy.retries,
-        "initial_delay": policy.initial_delay,
-        "backoff_factor": policy.backoff_factor,
-        "retryable_exceptions": policy.retryable_exceptions(),
-    }
-    if policy.kind == "sync":
-
-        def run_sync(ctx: RunContext) -> None:
-            ctx.call_sync(key, phase)
-
-        return task_sync_func(run_sync, **options)
-    if policy.kind == "group":
-
-        def run_group(ctx: RunContext, group: SdaxTaskGroup) -> Coroutine[Any, Any, None]:
-            return ctx.call(key, phase, group)  # type: ignore[no-any-return]
-
-        return task_group_func(run_group, timeout=policy.timeout, **options)
-
-    def run(ctx: RunContext) -> Coroutine[Any, Any, None]:
-        return ctx.call(key, phase, None)  # type: ignore[no-any-return]
-
-    return task_func(run, timeout=policy.timeout, **options)

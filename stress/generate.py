@@ -13,9 +13,9 @@ import random
 from collections.abc import Hashable, Iterable
 from typing import Any
 
-from sdax import AsyncDagTaskProcessor, AsyncTask, AsyncTaskProcessor, join
-from stress.faults import phase_function
-from stress.model import PHASES, POST, PRE, Node, Policy, Shape
+from sdax import AsyncDagTaskProcessor, AsyncTask, AsyncTaskProcessor, Limit, join
+from stress.declare import limits_of, phase_function
+from stress.model import PHASES, POST, PRE, LimitSpec, Node, Policy, Shape
 
 # Phase sets a task may declare, with weights.
 _PHASE_SETS: list[tuple[tuple[str, ...], int]] = [
@@ -42,7 +42,7 @@ def weighted(rng: random.Random, choices: list[tuple[Any, int]]) -> Any:
 
 
 def random_policy(rng: random.Random) -> Policy:
-    kind = weighted(rng, [("func", 70), ("group", 20), ("sync", 10)])
+    kind = weighted(rng, [("func", 60), ("group", 18), ("sync", 10), ("thread", 12)])
     timeout = None
     if kind != "sync":  # task_sync_func takes no timeout
         timeout = weighted(rng, [(None, 45), (0.001, 25), (0.0, 10), (30.0, 20)])
@@ -50,7 +50,9 @@ def random_policy(rng: random.Random) -> Policy:
     # Tiny delays: runs must be fast, yet a backoff sleep must really happen.
     delay = rng.choice((0.0, 0.0, 0.0005))
     retry_on = weighted(rng, [("default", 80), ("all", 10), ("narrow", 10)])
-    return Policy(kind, timeout, retries, delay, rng.choice((1.0, 2.0)), retry_on)
+    executor = rng.choice(("default", "given")) if kind == "thread" else "default"
+    factor = rng.choice((1.0, 2.0))
+    return Policy(kind, timeout, retries, delay, factor, retry_on, executor=executor)
 
 
 def _key(style: str, index: int) -> Hashable:
@@ -69,7 +71,39 @@ def random_shape(rng: random.Random, max_tasks: int = 30, min_tasks: int = 1) ->
     shape = _level_shape(rng, keys) if rng.random() < 0.25 else _dag_shape(rng, keys)
     if rng.random() < 0.2:  # queue pres and executes for a few run-wide slots
         shape = dataclasses.replace(shape, max_concurrency=rng.randint(1, 4))
+    if rng.random() < 0.3:  # named limits, per run or shared by the runs of a batch
+        shape = _with_limits(rng, shape)
     return shape
+
+
+def _with_limits(rng: random.Random, shape: Shape) -> Shape:
+    specs = tuple(
+        LimitSpec(f"L{index}", rng.randint(1, 3), shared=rng.random() < 0.5)
+        for index in range(rng.randint(1, 3))
+    )
+    nodes = []
+    for node in shape.nodes:
+        policies = {
+            phase: _limited(rng, policy, specs) if phase != POST and rng.random() < 0.5 else policy
+            for phase, policy in node.policies.items()
+        }
+        nodes.append(dataclasses.replace(node, policies=policies))
+    return dataclasses.replace(shape, nodes=tuple(nodes), limits=specs)
+
+
+def _limited(rng: random.Random, policy: Policy, specs: tuple[LimitSpec, ...]) -> Policy:
+    """`policy` using some of `specs`, in any order, now and then naming one twice."""
+    chosen = rng.sample(range(len(specs)), k=rng.randint(1, len(specs)))
+    uses: list[tuple[int, int]] = []
+    for index in chosen:
+        units = rng.randint(1, specs[index].capacity)
+        if units > 1 and rng.random() < 0.3:  # [limit.units(a), limit.units(b)]: sdax adds them
+            split = rng.randint(1, units - 1)
+            uses += [(index, split), (index, units - split)]
+        else:
+            uses.append((index, units))
+    rng.shuffle(uses)
+    return dataclasses.replace(policy, limits=tuple(uses))
 
 
 def _policies(rng: random.Random, allow_join: bool) -> dict[str, Policy]:
@@ -129,12 +163,13 @@ def _level_shape(rng: random.Random, keys: list[Hashable]) -> Shape:
 def build_processor(shape: Shape) -> AsyncTaskProcessor[Any]:
     """Build the processor `shape` describes, through the builder it names."""
     tasks: dict[Hashable, AsyncTask[Any]] = {}
+    limits: list[Limit] = limits_of(shape)
     for node in shape.nodes:
         if not node.policies:
             tasks[node.key] = join(node.key)
             continue
         functions = {
-            phase: phase_function(node.key, phase, policy)
+            phase: phase_function(node.key, phase, policy, limits)
             for phase, policy in node.policies.items()
         }
         tasks[node.key] = AsyncTask(node.key, **functions)

@@ -9,6 +9,8 @@ all is well), each named after the invariant it breaks:
   is retried, and one always is unless sdax was entitled to cancel; nothing
   is cancelled by sdax without a cause (stress.outcomes).
 - run-outcome: the run raises what SPEC says, by priority (stress.failures).
+- deadline: the run timed out if, and only if, its deadline could have
+  stopped it going forward (exact with a deadline of 0; stress.failures).
 - failures-match: the reported failures are exactly the phases that failed,
   with the very exceptions raised, notes naming task and phase.
 - pre-order: no pre starts before its effective pre-dependencies succeeded.
@@ -16,11 +18,19 @@ all is well), each named after the invariant it breaks:
 - failure-stops-pre: no pre is released after a pre failure reached sdax.
 - execute-gate: EXECUTE starts only once every pre succeeded.
 - liveness: with nothing to stop it, every pre and execute runs.
-- post-eligibility: exactly the eligible tasks are cleaned up (stress.cleanup).
+- limits: no limit (nor max_concurrency) has more units in use than its
+  capacity, per run (stress.capacity; the runner checks shared limits
+  across the batch).
+- told: the RunReport and our observer agree with the log (stress.runreports).
+- post-eligibility: exactly the eligible tasks are cleaned up (stress.cleanup);
+  a pre that never started (say, queued for a limit when the run stopped)
+  is owed none.
 - post-order: a post starts after all forward work and after the posts of
   its nearest dependents that were cleaned up.
+- threads: thread phases ran in a worker thread with the caller's contextvars.
 - hygiene: the context holds only what tasks wrote; nothing runs after the
-  run returned (the runner adds: no pending tasks, warnings or loop errors).
+  run returned but threads sdax no longer waited for (the runner adds: no
+  pending tasks or threads, warnings or loop errors).
 
 The checks run in order because the early ones narrow what later ones may
 assume (a reported failure, or a dependent that started, tells which of
@@ -34,11 +44,18 @@ from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from sdax import SdaxExecutionError
+from sdax import RunReport
+from stress import capacity
 from stress.cleanup import Tri, eligibility, post_order_problems
-from stress.failures import check_failures, expected_raise
-from stress.faults import FATAL, FINISH, START, Ev
-from stress.model import EXEC, FORWARD, POST, PRE, RunPlan, Shape
+from stress.failures import (
+    check_failures,
+    deadline_problems,
+    deadline_since,
+    expected_raise,
+    failures_of,
+)
+from stress.faults import AFTER, FATAL, FINISH, START, Ev
+from stress.model import EXEC, FORWARD, POST, PRE, RunPlan, Shape, short
 from stress.outcomes import (
     FAILURES,
     OK,
@@ -48,6 +65,7 @@ from stress.outcomes import (
     fold,
     phase_outcomes,
 )
+from stress.told import Told
 
 
 class Violation(NamedTuple):
@@ -66,6 +84,9 @@ class RunRecord:
     timeout_expired: bool
     data: Mapping[tuple[Hashable, str, int], int] = field(default_factory=dict)
     extra_attributes: tuple[str, ...] = ()  # set on the context by someone else
+    returned: object = None  # what process_tasks returned
+    recorded: RunReport | None = None  # the report of our ReportRecorder, if it had one
+    thread_problems: tuple[str, ...] = ()
 
 
 def check_run(shape: Shape, record: RunRecord) -> list[Violation]:
@@ -78,26 +99,14 @@ def check_run(shape: Shape, record: RunRecord) -> list[Violation]:
         checker.failure_stops_pre,
         checker.execute_gate,
         checker.liveness,
+        checker.limits,
+        checker.told,
         checker.post_eligibility,
         checker.post_order,
         checker.hygiene,
     ):
         check()
     return checker.violations
-
-
-def observations(shape: Shape, log: list[Ev]) -> list[str]:
-    """Allowed but notable: cleanups of tasks whose pre_execute never ran a line.
-
-    sdax owes cleanup once it has started a pre's task, even if that task is
-    cancelled before its first step (SPEC: "was started, whatever became of it").
-    """
-    started = {(ev.key, ev.phase) for ev in log if ev.kind == START and not ev.part}
-    return [
-        "post ran for a pre cancelled before its first step"
-        for node in shape.nodes
-        if PRE in node.policies and (node.key, POST) in started and (node.key, PRE) not in started
-    ]
 
 
 class _Checker:
@@ -111,13 +120,18 @@ class _Checker:
                 problems.append(f"{key!r} {phase} ran but was never declared")
                 del self.phases[(key, phase)]
         self.report("log", problems)
-        self.ent = entitlements(shape, record.log, self.phases)
+        self.deadline = deadline_since(record.log, record.raised)
+        self.ent = entitlements(shape, record.log, self.phases, self.deadline)
+        cutoff = short(record.plan.options.cleanup_timeout)
         self.possible: dict[tuple[Hashable, str], set[Outcome]] = {}
         problems = []
         for (key, phase), plog in self.phases.items():
-            policy = shape.policy(key, phase)
-            self.possible[(key, phase)] = phase_outcomes(plog, policy, self.ent[phase], problems)
+            policy, ent = shape.policy(key, phase), self.ent[phase]
+            outcomes = phase_outcomes(plog, policy, ent, problems, cutoff and phase == POST)
+            self.possible[(key, phase)] = outcomes
         self.report("retries-and-outcomes", problems)
+        # Pres that left no trace: did sdax start them (True), or not (False)?
+        self.unseen: dict[Hashable, bool] = {}
 
     def report(self, invariant: str, problems: list[str]) -> None:
         self.violations.extend(Violation(invariant, problem) for problem in problems)
@@ -135,15 +149,17 @@ class _Checker:
 
     def run_outcome(self) -> None:
         record = self.record
+        options = record.plan.options
         verdict = expected_raise(
-            record.log, record.direct_cancels, record.timeout_expired, record.raised
+            record.log, record.direct_cancels, record.timeout_expired, record.raised, options
         )
         if verdict == "check-failures":
-            raised = record.raised
-            assert raised is None or isinstance(raised, SdaxExecutionError)
-            self.report("failures-match", check_failures(raised, self.possible))
+            failures = failures_of(record.raised)
+            self.report("failures-match", check_failures(failures, self.possible))
         elif verdict is not None:
             self.report("run-outcome", [verdict])
+        args = (self.phases, self.possible, self._plain)
+        self.report("deadline", deadline_problems(record.log, record.raised, options, *args))
 
     def pre_order(self) -> None:
         """No pre starts before its effective pre-dependencies' pres succeeded."""
@@ -178,12 +194,12 @@ class _Checker:
         """
         failed_at = math.inf
         for (key, phase), plog in self.phases.items():
-            plain = self.shape.policy(key, phase).kind != "group"
+            plain = self._plain(key, phase)
             outcomes = self.possible[(key, phase)]
             if phase == PRE and plain and outcomes and all(o.kind in FAILURES for o in outcomes):
                 failed_at = min(failed_at, plog.final.end)
         for ev in self.record.log:
-            if ev.kind == FATAL and ev.phase in FORWARD and ev.part == 0 and self._plain(ev):
+            if ev.kind == FATAL and ev.phase in FORWARD and not ev.part and self._plain(*ev[2:4]):
                 failed_at = min(failed_at, ev.seq)
         for (key, phase), plog in self.phases.items():
             if phase != PRE or plog.start < failed_at:
@@ -196,8 +212,9 @@ class _Checker:
                      f"failure at #{failed_at}"],
                 )  # fmt: skip
 
-    def _plain(self, ev: Ev) -> bool:
-        return self.shape.policy(ev.key, ev.phase).kind != "group"
+    def _plain(self, key: Hashable, phase: str) -> bool:
+        """Does sdax hear of this phase's end in the step of its last event?"""
+        return self.shape.policy(key, phase).kind in ("func", "sync")
 
     def execute_gate(self) -> None:
         """EXECUTE starts only after every pre succeeded; no pre runs after it began."""
@@ -235,10 +252,20 @@ class _Checker:
             return False
         return True if kinds == {OK} else None
 
+    def limits(self) -> None:
+        """No per-run limit has more units in use than its capacity."""
+        self.report("limits", capacity.run_problems(self.shape, self.record.log))
+
+    def told(self) -> None:
+        """Our observer's BEGIN events and the RunReport agree with the log."""
+        told = Told(self.shape, self.record, self.phases, self.possible, self.ent, self.deadline)
+        self.report("told", told.problems())
+        self.unseen = told.unseen
+
     def post_eligibility(self) -> None:
         """Exactly the eligible tasks get their post (started exactly once: see `log`)."""
         aborted = self.ent[PRE].since < math.inf
-        owed = eligibility(self.shape, self.phases, self.pre_succeeded, aborted)
+        owed = eligibility(self.shape, self.phases, self.pre_succeeded, aborted, self.unseen)
         for key, eligible in owed.items():
             ran = self.ran(key, POST) is not None
             if eligible is True and not ran:
@@ -256,7 +283,7 @@ class _Checker:
         finish = [ev.seq for ev in log if ev.kind == FINISH]
         if len(finish) != 1:
             problems.append(f"the run finished {len(finish)} times")
-        elif late := [ev for ev in log if ev.seq > finish[0]]:
+        elif late := [ev for ev in log if ev.seq > finish[0] and ev.kind != AFTER]:
             problems.append(f"phase code ran after the run returned: {late[:3]}")
         starts = {
             (ev.key, ev.phase, ev.attempt): ev.seq for ev in log if ev.kind == START and not ev.part
@@ -266,3 +293,4 @@ class _Checker:
         if self.record.extra_attributes:
             problems.append(f"attributes added to the context: {self.record.extra_attributes}")
         self.report("hygiene", problems)
+        self.report("threads", list(self.record.thread_problems))

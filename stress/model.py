@@ -33,11 +33,27 @@ FORWARD = (PRE, EXEC)
 SHORT_TIMEOUT = 0.002
 
 
+def short(seconds: float | None) -> bool:
+    """Whether a timeout of `seconds` can expire within a run (30 s never does)."""
+    return seconds is not None and seconds <= SHORT_TIMEOUT
+
+
+@dataclass(frozen=True, slots=True)
+class LimitSpec:
+    """A `sdax.Limit` the processor declares: per run, or shared by the runs of a batch."""
+
+    name: str
+    capacity: int
+    shared: bool = False
+
+
 @dataclass(frozen=True, slots=True)
 class Policy:
     """How one phase function is declared: its kind and its retry/timeout policy."""
 
-    kind: str  # "func" (task_func), "group" (task_group_func) or "sync" (task_sync_func)
+    # "func" (task_func), "group" (task_group_func), "sync" (task_sync_func) or
+    # "thread" (task_thread_func)
+    kind: str
     timeout: float | None = None
     retries: int = 0
     initial_delay: float = 0.0
@@ -46,6 +62,10 @@ class Policy:
     # RetryableException), "all" (Exception, and CancelledError, which sdax must
     # never retry anyway) or "narrow" (ConnectionError only, which we never raise).
     retry_on: str = "default"
+    # (index into Shape.limits, units) as declared: a limit may be named twice
+    # (sdax adds the units up); pres and executes only.
+    limits: tuple[tuple[int, int], ...] = ()
+    executor: str = "default"  # threads: asyncio's "default" executor or one "given"
 
     def retryable_exceptions(self) -> tuple[type[BaseException], ...]:
         if self.retry_on == "all":
@@ -61,7 +81,14 @@ class Policy:
     @property
     def short_timeout(self) -> bool:
         """Whether attempts can time out here: longer timeouts (30 s) never expire in a run."""
-        return self.timeout is not None and self.timeout <= SHORT_TIMEOUT
+        return short(self.timeout)
+
+    def units(self) -> dict[int, int]:
+        """Units held of each limit (by index), named-twice uses added up as sdax does."""
+        held: dict[int, int] = {}
+        for limit, units in self.limits:
+            held[limit] = held.get(limit, 0) + units
+        return held
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +113,7 @@ class Shape:
     builder: str  # "dag" or "levels"
     declaration_order: tuple[Hashable, ...] = ()
     max_concurrency: int | None = None  # build(max_concurrency=...): pres/executes queue for slots
+    limits: tuple[LimitSpec, ...] = ()  # the named limits its phase functions use
 
     @cached_property
     def by_key(self) -> dict[Hashable, Node]:
@@ -122,7 +150,8 @@ class Shape:
 
     def describe(self) -> str:
         cap = "" if self.max_concurrency is None else f", max_concurrency={self.max_concurrency}"
-        lines = [f"{self.builder}-built processor, {len(self.nodes)} nodes{cap}:"]
+        limits = "".join(f", {spec}" for spec in self.limits)
+        lines = [f"{self.builder}-built processor, {len(self.nodes)} nodes{cap}{limits}:"]
         for node in self.nodes:
             level = "" if node.level is None else f" level={node.level}"
             phases = ", ".join(
@@ -141,6 +170,10 @@ def _policy_text(policy: Policy) -> str:
         parts.append(f"retries={policy.retries} delay={policy.initial_delay:g}")
     if policy.retry_on != "default":
         parts.append(f"retry_on={policy.retry_on}")
+    if policy.kind == "thread":
+        parts.append(f"executor={policy.executor}")
+    if policy.limits:
+        parts.append("limits=" + ",".join(f"L{index}x{units}" for index, units in policy.limits))
     return " ".join(parts)
 
 
@@ -160,12 +193,17 @@ class Act:
     yields: int = 0
     on_cancel: str = "reraise"  # for a block: "reraise", "swallow" (return) or "raise"
     trigger: int | None = None
+    # For a block in a thread (which never sees a cancellation): let it go as soon as
+    # sdax stops waiting for it, rather than only when the run has returned.
+    release_early: bool = False
 
     def __repr__(self) -> str:
         extra = [f"yields={self.yields}"] if self.yields else []
         if self.op == "block":
             extra.append(f"on_cancel={self.on_cancel}")
             extra.append("no trigger" if self.trigger is None else f"trigger={self.trigger}")
+            if self.release_early:
+                extra.append("release_early")
         return f"{self.op}({', '.join(extra)})"
 
 
@@ -189,6 +227,21 @@ class PhasePlan:
         return self.attempts[min(number, len(self.attempts)) - 1]
 
 
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    """How `process_tasks` is called: deadline, cleanup bound, report, observer."""
+
+    timeout: float | None = None  # the run's deadline
+    cleanup_timeout: float | None = None
+    report: str = "none"  # "none", "flag" (report=True) or "recorder" (a ReportRecorder observer)
+    observe: bool = False  # our observer logs each phase sdax says it started
+
+    def describe(self) -> str:
+        parts = [f"timeout={self.timeout}", f"cleanup_timeout={self.cleanup_timeout}"]
+        parts += [f"report={self.report}", f"observe={self.observe}"]
+        return " ".join(parts)
+
+
 @dataclass(frozen=True)
 class RunPlan:
     """The faults of one run.
@@ -205,6 +258,7 @@ class RunPlan:
     cancel_mode: str = "none"
     trigger: tuple[object, ...] | None = None
     faults: tuple[str, ...] = field(default=())  # fault kinds used, for the summary
+    options: RunOptions = RunOptions()
 
     @property
     def trigger_phase(self) -> tuple[Hashable, str] | None:
@@ -222,7 +276,10 @@ class RunPlan:
         return delay
 
     def describe(self) -> str:
-        lines = [f"run plan (seed {self.seed}): cancel={self.cancel_mode} trigger={self.trigger}"]
+        lines = [
+            f"run plan (seed {self.seed}): cancel={self.cancel_mode} trigger={self.trigger} "
+            + self.options.describe()
+        ]
         for (key, phase), plan in self.phases.items():
             if plan.fault != "none":
                 attempts = "; ".join(map(repr, plan.attempts))

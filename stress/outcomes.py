@@ -7,9 +7,15 @@ checker only demands that what sdax reports is in that set. Outside such
 races the set has one element and the check is exact.
 
 Who may cancel a phase, and from when ("entitlement"): for pre_execute,
-the caller's cancellation, a fatal error, or a pre that failed; for
-execute, the caller or a fatal error; for post_execute, only a caller
-cancellation that came after sdax created the post's task.
+the caller's cancellation, a fatal error, the run's deadline, or a pre that
+failed; for execute, the caller, a fatal error or the deadline; for
+post_execute, only a caller cancellation that came after sdax created the
+post's task. A short cleanup_timeout may cut a post off ("cutoff") at any
+time: that is a TimeoutError failure, never retried.
+
+A thread attempt (stress.threads) ends, in sdax's eyes, when sdax hears of
+the thread's end, which is after the thread logged it: like an attempt
+that awaits its children, it may still be timed out or cancelled then.
 """
 
 from __future__ import annotations
@@ -19,22 +25,29 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 
 from stress.faults import (
+    AFTER,
+    BEGIN,
     CANCEL,
     CANCELLED,
+    DEADLINE,
     FATAL,
+    FINISH,
     NOTAWAIT,
     RAISE,
     SELFCANCEL,
     SPAWN,
     START,
     TERMINAL,
+    THREAD,
     Ev,
 )
 from stress.model import EXEC, POST, PRE, Policy, Shape
 
 OK, CANCEL_OUT, FATAL_OUT = "ok", "cancelled", "fatal"
 FAIL, TIMEOUT, PCANCEL, NOT_AWAITABLE = "fail", "timeout", "pcancel", "notawait"
-FAILURES = frozenset({FAIL, TIMEOUT, PCANCEL, NOT_AWAITABLE})
+CUTOFF = "cutoff"  # a post cut off by cleanup_timeout
+FAILURES = frozenset({FAIL, TIMEOUT, PCANCEL, NOT_AWAITABLE, CUTOFF})
+RUN_LEVEL = frozenset({CANCEL, FINISH, DEADLINE, BEGIN})  # events of no attempt
 
 
 @dataclass(frozen=True)
@@ -46,6 +59,8 @@ class Outcome:
 
     def retryable(self, policy: Policy) -> bool:
         """Would sdax retry an attempt that ended like this (attempts left aside)?"""
+        if self.kind == CUTOFF:
+            return False  # the bound is around all the attempts
         kinds = policy.retryable_exceptions()
         if self.kind == TIMEOUT:
             return issubclass(TimeoutError, kinds)
@@ -76,6 +91,8 @@ class AttemptLog:
     # the body, even if every child already logged its end, and can be cancelled there.
     awaits_children: bool = False
     open_parts: set[int] = field(default_factory=set)
+    thread: bool = False  # a thread attempt: START when sdax submitted it
+    after: object = None  # a thread's own end, logged after sdax stopped waiting
 
 
 @dataclass
@@ -101,14 +118,15 @@ def fold(log: Sequence[Ev], problems: list[str]) -> dict[tuple[Hashable, str], P
     """Group the log by phase and attempt; report events that make no sense."""
     phases: dict[tuple[Hashable, str], PhaseLog] = {}
     for ev in log:
-        if ev.kind in (CANCEL, "finish"):
+        if ev.kind in RUN_LEVEL:
             continue
         plog = phases.setdefault((ev.key, ev.phase), PhaseLog(ev.key, ev.phase))
         if ev.kind == START and ev.part == 0:
             if ev.attempt != len(plog.attempts) + 1:
                 problems.append(f"{ev.key!r} {ev.phase} attempt {ev.attempt} out of order")
-            plog.attempts.append(AttemptLog(ev.attempt, ev.seq, ev.epoch, ev.seq))
-            plog.attempts[-1].open_parts.add(0)
+            started = AttemptLog(ev.attempt, ev.seq, ev.epoch, ev.seq, thread=ev.obj == THREAD)
+            started.open_parts.add(0)
+            plog.attempts.append(started)
             continue
         attempt = next((a for a in plog.attempts if a.number == ev.attempt), None)
         if attempt is None:
@@ -126,6 +144,11 @@ def fold(log: Sequence[Ev], problems: list[str]) -> dict[tuple[Hashable, str], P
 
 
 def _apply(attempt: AttemptLog, ev: Ev, problems: list[str]) -> None:
+    if ev.kind == AFTER:  # not part of the attempt as sdax saw it: `end` stays
+        if not attempt.thread or attempt.body != CANCELLED or attempt.after is not None:
+            problems.append(f"unexpected event {ev}")
+        attempt.after = ev.obj
+        return
     attempt.end = max(attempt.end, ev.seq)
     if ev.kind == SPAWN:
         attempt.awaits_children = True
@@ -169,39 +192,46 @@ class Entitlement:
         return self.before(math.inf, epoch, phase)
 
 
+def _stops(policy: Policy, cancel: bool, cutoff: bool) -> set[Outcome]:
+    """The ways sdax may have stopped an attempt that had not ended in its eyes."""
+    stops = {Outcome(TIMEOUT)} if policy.short_timeout else set()
+    if cancel:
+        stops.add(Outcome(CANCEL_OUT))
+    if cutoff:
+        stops.add(Outcome(CUTOFF))
+    return stops
+
+
 def attempt_results(
-    attempt: AttemptLog, policy: Policy, entitled: bool, late_cancel: bool
+    attempt: AttemptLog, policy: Policy, entitled: bool, late_cancel: bool, cutoff: bool = False
 ) -> set[Outcome]:
     """What this attempt may have ended as, in sdax's eyes.
 
     `entitled`: sdax may have cancelled it before its last event;
-    `late_cancel`: sdax may cancel it after that (while it waits on children).
+    `late_cancel`: sdax may cancel it after that (while it waits on children,
+    or has not yet heard that its thread ended); `cutoff`: a post under a
+    short cleanup_timeout.
     """
     if attempt.fatal:
         return {Outcome(FATAL_OUT)}
-    if attempt.errors:  # real errors beat any cancellation (task group rule)
-        return {Outcome(FAIL, tuple(attempt.errors))}
+    # Race: after our last event, the task still awaits its children, or has yet to
+    # hear that its thread ended; a timeout or cancellation may land in between.
+    late = set()
+    if attempt.awaits_children or attempt.thread:
+        late = _stops(policy, late_cancel, cutoff)
+    if attempt.errors:  # real errors beat any cancellation (task group rule), not a thread's
+        return {Outcome(FAIL, tuple(attempt.errors))} | (late if attempt.thread else set())
     if attempt.notawait:
         return {Outcome(NOT_AWAITABLE)}
-    late: set[Outcome] = set()
-    if attempt.awaits_children:  # the task awaited its children after our last event
-        if policy.short_timeout:
-            late.add(Outcome(TIMEOUT))
-        if late_cancel:
-            late.add(Outcome(CANCEL_OUT))
     if attempt.selfcancel is not None:
         return {Outcome(PCANCEL, (attempt.selfcancel,))} | late
-    if attempt.cancelled:
-        if policy.short_timeout:
-            late.add(Outcome(TIMEOUT))
-        if entitled:
-            late.add(Outcome(CANCEL_OUT))
-        return late  # empty: cancelled by nobody entitled to
+    if attempt.cancelled:  # empty: cancelled by nobody entitled to
+        return _stops(policy, entitled, cutoff) | late
     return {Outcome(OK)} | late  # returned (or swallowed the cancellation)
 
 
 def phase_outcomes(
-    plog: PhaseLog, policy: Policy, ent: Entitlement, problems: list[str]
+    plog: PhaseLog, policy: Policy, ent: Entitlement, problems: list[str], cutoff: bool = False
 ) -> set[Outcome]:
     """The possible outcomes of a started phase; reports impossible attempt sequences."""
     name = f"{plog.key!r} {plog.phase}"
@@ -209,17 +239,19 @@ def phase_outcomes(
         problems.append(f"{name}: {len(plog.attempts)} attempts, retries={policy.retries}")
     epoch = plog.attempts[0].epoch
     for attempt in plog.attempts[:-1]:
-        results = attempt_results(attempt, policy, ent.before(attempt.end, epoch, plog.phase), True)
+        entitled = ent.before(attempt.end, epoch, plog.phase)
+        results = attempt_results(attempt, policy, entitled, True, cutoff)
         if not any(result.retryable(policy) for result in results):
             problems.append(f"{name}: attempt {attempt.number} ended {results} yet was retried")
     final = plog.final
     ever = ent.ever(epoch, plog.phase)
-    results = attempt_results(final, policy, ent.before(final.end, epoch, plog.phase), ever)
+    entitled = ent.before(final.end, epoch, plog.phase)
+    results = attempt_results(final, policy, entitled, ever, cutoff)
     possible: set[Outcome] = set()
     for result in results:
         if result.retryable(policy) and final.number < policy.attempts:
-            if ever:  # cancelled during the backoff, or the retry was never begun
-                possible.add(Outcome(CANCEL_OUT))
+            # Stopped during the backoff, or before the retry was begun.
+            possible |= _stops(policy, ever, cutoff) - {Outcome(TIMEOUT)}
         else:
             possible.add(result)
     if not possible:
@@ -228,12 +260,18 @@ def phase_outcomes(
 
 
 def entitlements(
-    shape: Shape, log: Sequence[Ev], phases: dict[tuple[Hashable, str], PhaseLog]
+    shape: Shape,
+    log: Sequence[Ev],
+    phases: dict[tuple[Hashable, str], PhaseLog],
+    deadline: float = math.inf,
 ) -> dict[str, Entitlement]:
-    """When sdax may cancel pre, execute and post phases (see the module docstring)."""
+    """When sdax may cancel pre, execute and post phases (see the module docstring).
+
+    `deadline`: from when the run's deadline may have stopped it (stress.failures).
+    """
     marks = tuple((ev.seq, int(ev.obj)) for ev in log if ev.kind == CANCEL)  # type: ignore[call-overload]
     fatal = [ev.seq for ev in log if ev.kind == FATAL and ev.phase != POST]
-    base = min([seq for seq, _ in marks] + fatal, default=math.inf)
+    base = min([seq for seq, _ in marks] + fatal + [deadline])
     # The first pre (by the end of its last attempt) that may have failed entitles the
     # rest from then on. Erring early only makes the checks more lenient, never wrong.
     since = base

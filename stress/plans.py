@@ -7,22 +7,30 @@ swallow (blocks, swallows the cancellation, returns), raise-on-cancel,
 self-cancel (raises CancelledError itself), not-awaitable (returns 42),
 child-fail, child-late-fail (a task-group child fails after its parent
 returned), child-hang, and rarely fatal (InjectedFatal, a BaseException).
-Per run: maybe a cancellation of the whole run (task.cancel() or an
-enclosing asyncio.timeout), when a given phase starts or after K iterations.
+Thread phases (which never see a cancellation) raise, fail retryably,
+time out or hang; a hanging thread is let go when sdax stops waiting for
+it, or only once the run has returned. Per run: maybe a cancellation of the
+whole run (task.cancel() or an enclosing asyncio.timeout), when a given
+phase starts or after K iterations; and the options of process_tasks: a
+deadline (0, short or long), a cleanup_timeout, report=True or a
+ReportRecorder, and an observer that logs which phases sdax started.
 
 A plan must fit the processor's policies (a retry fault needs retries, a
 timeout fault a short timeout) and must always let the run end: every
 attempt that blocks either has a short timeout that ends it, or carries a
-trigger that cancels the whole run a few loop iterations after it starts.
+trigger that cancels the whole run a few loop iterations after it starts,
+or (now and then) counts on a short run deadline (pres and executes) or a
+short cleanup_timeout (posts) to end it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Callable, Hashable
 
 from stress.generate import weighted
-from stress.model import Act, Attempt, PhasePlan, Policy, RunPlan, Shape
+from stress.model import POST, Act, Attempt, PhasePlan, Policy, RunOptions, RunPlan, Shape, short
 
 
 def _ok(rng: random.Random, policy: Policy) -> Act:
@@ -32,9 +40,12 @@ def _ok(rng: random.Random, policy: Policy) -> Act:
     return Act("ok", yields=rng.randint(0, 2))
 
 
-def _trigger(rng: random.Random, policy: Policy) -> int | None:
-    """No trigger when the phase's short timeout ends the block by itself."""
-    return None if policy.short_timeout else rng.randint(0, 4)
+def _trigger(rng: random.Random, policy: Policy, bounded: bool = False) -> int | None:
+    """No trigger when the phase's short timeout ends the block by itself, or (half
+    the time) when the run's deadline or cleanup_timeout is `bounded`: short."""
+    if policy.short_timeout or (bounded and rng.random() < 0.5):
+        return None
+    return rng.randint(0, 4)
 
 
 def _healthy(rng: random.Random, policy: Policy) -> Attempt:
@@ -54,14 +65,17 @@ def _then_ok(rng: random.Random, policy: Policy, failing: Attempt) -> tuple[Atte
     return (failing,) * (k - 1) + (Attempt(Act("ok")),)
 
 
-def _child_fault(rng: random.Random, policy: Policy, fault: str) -> tuple[Attempt, ...]:
+def _child_fault(
+    rng: random.Random, policy: Policy, fault: str, bounded: bool
+) -> tuple[Attempt, ...]:
     body = _ok(rng, policy)
     if fault == "child-late-fail":
         return _repeat(Attempt(body, (Act("late", yields=rng.randint(0, 2)),)), policy)
     if fault == "child-hang":
         if rng.random() < 0.5:  # the body blocks too (and never swallows: children must end)
-            body = Act("block", trigger=_trigger(rng, policy))
-        return _repeat(Attempt(body, (Act("block", trigger=_trigger(rng, policy)),)), policy)
+            body = Act("block", trigger=_trigger(rng, policy, bounded))
+        child = Act("block", trigger=_trigger(rng, policy, bounded))
+        return _repeat(Attempt(body, (child,)), policy)
     op = rng.choice(("raise", "retryable"))
     failing = Attempt(body, (_ok(rng, policy), Act(op, yields=rng.randint(0, 2))))
     if op == "retryable" and policy.retries and rng.random() < 0.5:
@@ -69,20 +83,37 @@ def _child_fault(rng: random.Random, policy: Policy, fault: str) -> tuple[Attemp
     return _repeat(failing, policy)
 
 
-def _script(rng: random.Random, policy: Policy, fault: str) -> tuple[Attempt, ...]:
-    """The attempts that produce `fault` under `policy`."""
+def _script(
+    rng: random.Random, policy: Policy, fault: str, bounded: bool = False
+) -> tuple[Attempt, ...]:
+    """The attempts that produce `fault` under `policy` (`bounded`: see `_trigger`)."""
     y = rng.randint(0, 2)
     if fault.startswith("child-"):
-        return _child_fault(rng, policy, fault)
+        return _child_fault(rng, policy, fault, bounded)
+    attempts = _simple(rng, policy, fault, y, _trigger(rng, policy, bounded))
+    if policy.kind == "thread":  # a blocked thread is let go early, or when the run returns
+        return tuple(_release(rng, attempt) for attempt in attempts)
+    return attempts
+
+
+def _release(rng: random.Random, attempt: Attempt) -> Attempt:
+    if attempt.body.op != "block":
+        return attempt
+    return Attempt(dataclasses.replace(attempt.body, release_early=rng.random() < 0.5))
+
+
+def _simple(
+    rng: random.Random, policy: Policy, fault: str, y: int, trigger: int | None
+) -> tuple[Attempt, ...]:
     simple: dict[str, Callable[[], tuple[Attempt, ...]]] = {
         "raise": lambda: (Attempt(Act("raise", y)),),
         "exhaust": lambda: _repeat(Attempt(Act("retryable", y)), policy),
         "flaky": lambda: _then_ok(rng, policy, Attempt(Act("retryable", y))),
         "timeout": lambda: _repeat(Attempt(Act("block")), policy),
         "timeout-flaky": lambda: _then_ok(rng, policy, Attempt(Act("block"))),
-        "hang": lambda: (Attempt(Act("block", trigger=_trigger(rng, policy))),),
-        "swallow": lambda: (Attempt(Act("block", 0, "swallow", _trigger(rng, policy))),),
-        "raise-on-cancel": lambda: (Attempt(Act("block", 0, "raise", _trigger(rng, policy))),),
+        "hang": lambda: (Attempt(Act("block", trigger=trigger)),),
+        "swallow": lambda: (Attempt(Act("block", 0, "swallow", trigger)),),
+        "raise-on-cancel": lambda: (Attempt(Act("block", 0, "raise", trigger)),),
         "self-cancel": lambda: (Attempt(Act("selfcancel", y)),),
         "not-awaitable": lambda: (Attempt(Act("notawait")),),
         "fatal": lambda: (Attempt(Act("fatal", y)),),
@@ -97,11 +128,16 @@ def allowed_faults(policy: Policy) -> list[str]:
         faults.append("flaky")
     if policy.kind == "sync":
         return faults  # runs inline in one step: it cannot block or time out
-    faults += ["hang", "raise-on-cancel"]
+    if policy.kind == "thread":  # a thread never sees a cancellation, nor raises one
+        faults.remove("self-cancel")
+    faults.append("hang")
     if policy.short_timeout:
         faults.append("timeout")
         if policy.retries:
             faults.append("timeout-flaky")
+    if policy.kind == "thread":
+        return faults
+    faults.append("raise-on-cancel")
     if policy.kind == "func":
         faults += ["swallow", "not-awaitable"]
     else:
@@ -120,9 +156,20 @@ def _run_trigger(rng: random.Random, shape: Shape) -> tuple[str, tuple[object, .
     return mode, ("iterations", rng.randint(0, 80))
 
 
+def random_options(rng: random.Random) -> RunOptions:
+    """How process_tasks is called: deadline, cleanup bound, report, observer."""
+    return RunOptions(
+        timeout=weighted(rng, [(None, 60), (0.0, 10), (0.001, 15), (30.0, 15)]),
+        cleanup_timeout=weighted(rng, [(None, 70), (0.0, 8), (0.001, 12), (30.0, 10)]),
+        report=weighted(rng, [("none", 60), ("flag", 25), ("recorder", 15)]),
+        observe=rng.random() < 0.4,
+    )
+
+
 def random_plan(shape: Shape, seed: int) -> RunPlan:
     """A fault plan for one run of a processor of `shape`, from `seed` alone."""
     rng = random.Random(seed)
+    options = random_options(rng)
     density = weighted(rng, [(0.0, 20), (0.08, 45), (0.25, 35)])
     phases: dict[tuple[Hashable, str], PhasePlan] = {}
     used: list[str] = []
@@ -132,16 +179,31 @@ def random_plan(shape: Shape, seed: int) -> RunPlan:
         if fault == "none":
             phases[(key, phase)] = PhasePlan("none", (_healthy(rng, policy),))
         else:
-            phases[(key, phase)] = PhasePlan(fault, _script(rng, policy, fault))
-            used.append(fault)
-    if phases and rng.random() < 0.03:  # rarely, one KeyboardInterrupt-style error
-        key, phase = rng.choice(list(phases))
+            bounded = short(options.cleanup_timeout if phase == POST else options.timeout)
+            phases[(key, phase)] = PhasePlan(fault, _script(rng, policy, fault, bounded))
+            used.append(f"thread-{fault}" if policy.kind == "thread" else fault)
+    fatal_able = [where for where in phases if shape.policy(*where).kind != "thread"]
+    if fatal_able and rng.random() < 0.03:  # rarely, one KeyboardInterrupt-style error
+        key, phase = rng.choice(fatal_able)
         phases[(key, phase)] = _fatal(rng, shape.policy(key, phase))
         used.append("fatal")
     mode, trigger = _run_trigger(rng, shape)
     if trigger is not None:
         used.append(f"run-{mode}-on-{trigger[0]}")
-    return RunPlan(seed, phases, mode, trigger, tuple(used))
+    used += _option_names(options)
+    return RunPlan(seed, phases, mode, trigger, tuple(used), options)
+
+
+def _option_names(options: RunOptions) -> list[str]:
+    """The options of a run, as "faults" for the summary."""
+    names = []
+    if options.timeout is not None:
+        names.append(f"deadline-{'short' if short(options.timeout) else 'long'}")
+    if options.cleanup_timeout is not None:
+        names.append(f"cleanup-timeout-{'short' if short(options.cleanup_timeout) else 'long'}")
+    if options.report != "none":
+        names.append(f"report-{options.report}")
+    return names
 
 
 def _fatal(rng: random.Random, policy: Policy) -> PhasePlan:

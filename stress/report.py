@@ -47,12 +47,22 @@ class Progress:
         )
 
 
+RUN_EVENTS = {
+    "cancel": "run cancellation #{obj} took effect",
+    "finish": "run returned",
+    "deadline": "the twin of sdax's deadline timer fired",
+}
+
+
 def format_event(ev: Ev) -> str:
-    if ev.kind in ("cancel", "finish"):
-        what = f"run cancellation #{ev.obj} took effect" if ev.kind == "cancel" else "run returned"
-        return f"  #{ev.seq:<4} -- {what}"
+    if ev.kind in RUN_EVENTS:
+        return f"  #{ev.seq:<4} -- {RUN_EVENTS[ev.kind].format(obj=ev.obj)}"
+    if ev.kind == "begin":
+        return f"  #{ev.seq:<4} {ev.key!r} {ev.phase}: the observer heard it start"
     part = "body" if ev.part == 0 else f"child {ev.part}"
     extra = f" {type(ev.obj).__name__}" if isinstance(ev.obj, BaseException) else ""
+    if ev.kind in ("start", "after") and isinstance(ev.obj, str):
+        extra = f" ({ev.obj})"  # a thread's attempt; the end its thread had once abandoned
     epoch = f" (created after cancel #{ev.epoch})" if ev.epoch else ""
     where = f"{ev.key!r} {ev.phase} attempt {ev.attempt} {part}"
     return f"  #{ev.seq:<4} {where}: {ev.kind}{extra}{epoch}"
@@ -106,7 +116,7 @@ def format_summary(summary: Summary) -> str:
         *_table("faults planned, by kind (phase faults; run-level cancellations)", summary.faults),
         *_table("outcomes by kind", summary.outcomes),
         *_table("violations by invariant", summary.violation_counts),
-        *_table("observations (allowed by SPEC)", summary.notes),
+        *_table("observations (allowed; notable, or showing coverage)", summary.notes),
     ]
     if summary.soak is not None:
         problems = summary.soak.problems()

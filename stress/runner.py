@@ -6,9 +6,11 @@ together). Which batches are which, which processor each batch gets and
 which plan each run gets all follow from the master seed, so `replay` can
 rebuild any single run.
 
-Each run is awaited directly by the task that drives it (`_drive`), which
-catches whatever the run raises, BaseExceptions included: nothing a run
-raises reaches the event loop.
+Each run is awaited directly by the task that drives it (stress.drive),
+which catches whatever the run raises, BaseExceptions included: nothing a
+run raises reaches the event loop. Once the runs of a batch have returned,
+the threads they started are waited for (each is let go by then), and the
+limits the runs shared are checked across the batch.
 """
 
 from __future__ import annotations
@@ -16,20 +18,24 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import gc
+import itertools
 import random
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from sdax import AsyncTaskProcessor, SdaxExecutionError
-from sdax.testing import shuffled_release
-from stress.faults import InjectedFatal, RunContext
+from sdax import AsyncTaskProcessor
+from stress import capacity
+from stress.drive import drive, outcome_kind, record_of
+from stress.faults import CURRENT_RUN, RunContext
 from stress.generate import build_processor, random_shape, seed_for
-from stress.invariants import RunRecord, Violation, check_run, observations
+from stress.invariants import RunRecord, Violation, check_run
 from stress.model import RunPlan, Shape
+from stress.notes import observations
 from stress.plans import random_plan
 from stress.soak import Soak
+from stress.threads import install_default_executor, wait_for_threads
 
 
 @dataclass
@@ -193,16 +199,15 @@ async def run_plans(
     A run still going after `hang_after` seconds is reported as hung (a wall
     clock guard only: no check depends on time); its outcome is "hung".
     """
-    loop = asyncio.get_running_loop()
     before = asyncio.all_tasks()
-    contexts = [RunContext(plan, loop) for _, plan in plans]
+    contexts = _start_runs(processor, [plan for _, plan in plans])
     fields = [set(vars(ctx)) for ctx in contexts]
-    tasks = []
-    for ctx in contexts:  # all created before any starts: the runs really overlap
-        ctx.run_context = contextvars.copy_context()
-        ctx.run_task = loop.create_task(_drive(processor, ctx), context=ctx.run_context)
-        tasks.append(ctx.run_task)
-    _, hung = await asyncio.wait(tasks, timeout=hang_after)
+    _, hung = await asyncio.wait(
+        [ctx.run_task for ctx in contexts if ctx.run_task], timeout=hang_after
+    )
+    for ctx in contexts:
+        ctx.release_threads()  # those of a run that returned are already; a hung run's go too
+    stuck = await wait_for_threads(contexts, hang_after)
     leaked = [task for task in asyncio.all_tasks() if not task.done() and task not in before]
     for task in leaked:
         task.cancel()
@@ -212,58 +217,36 @@ async def run_plans(
     ]
     if leaked and not hung:
         results[0].violations.append(Violation("hygiene", f"tasks still pending: {leaked[:5]}"))
+    results[0].violations += [Violation("hygiene", problem) for problem in stuck]
+    shared = capacity.batch_problems(shape, [r.record.log for r in results if r.record])
+    results[0].violations += [Violation("limits", problem) for problem in shared]
     return results
 
 
-async def _drive(processor: AsyncTaskProcessor[Any], ctx: RunContext) -> None:
-    """One run, awaited right here so that whatever it raises is caught right here."""
-    seed = ctx.plan.seed
-    with shuffled_release(seed):
-        try:
-            async with asyncio.timeout(None) as timeout_cm:
-                ctx.timeout_cm = timeout_cm
-                if ctx.plan.trigger is not None and ctx.plan.trigger[0] == "iterations":
-                    ctx.schedule_cancel(ctx.plan.trigger_delay)
-                try:
-                    await processor.process_tasks(ctx, rng=random.Random(seed))
-                finally:
-                    ctx.finish()
-        except BaseException as error:
-            ctx.raised = error
+def _start_runs(processor: AsyncTaskProcessor[Any], plans: list[RunPlan]) -> list[RunContext]:
+    """A task per run, all created before any starts: the runs really overlap."""
+    loop = asyncio.get_running_loop()
+    install_default_executor(loop)
+    clock = itertools.count()  # orders the events of every run of the batch
+    contexts = [RunContext(plan, loop, clock) for plan in plans]
+    for ctx in contexts:
+        ctx.run_context = contextvars.copy_context()
+        ctx.run_context.run(CURRENT_RUN.set, ctx)
+        ctx.run_task = loop.create_task(drive(processor, ctx), context=ctx.run_context)
+    return contexts
 
 
 def _result(shape: Shape, index: int, ctx: RunContext, known: set[str], hung: bool) -> RunResult:
-    timeout_cm = ctx.timeout_cm
-    record = RunRecord(
-        plan=ctx.plan,
-        log=ctx.log,
-        raised=ctx.raised,
-        direct_cancels=ctx.direct_cancels,
-        timeout_expired=timeout_cm is not None and timeout_cm.expired(),
-        data=ctx.data,
-        extra_attributes=tuple(sorted(set(vars(ctx)) - known)),
-    )
+    record = record_of(ctx, known)
     if hung:  # its log is still useful; the checks assume a run that ended
         hang = Violation("liveness", "the run did not finish: hung (log so far below)")
         return RunResult(index, ctx.plan.seed, "hung", ctx.plan.faults, [hang], [], shape, record)
     violations = check_run(shape, record)
     outcome = outcome_kind(ctx.raised)
-    notes = observations(shape, ctx.log)
+    notes = observations(shape, record)
     return RunResult(
         index, ctx.plan.seed, outcome, ctx.plan.faults, violations, notes, shape, record
     )
-
-
-def outcome_kind(raised: BaseException | None) -> str:
-    if raised is None:
-        return "ok"
-    if isinstance(raised, SdaxExecutionError):
-        return "failed"
-    if isinstance(raised, asyncio.CancelledError):
-        return "cancelled"
-    if type(raised) is TimeoutError:
-        return "timeout"
-    return "fatal" if isinstance(raised, InjectedFatal) else f"other:{type(raised).__name__}"
 
 
 def _blame_batch(

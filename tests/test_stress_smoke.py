@@ -2,8 +2,10 @@
 current loop, and proof that its checker reports broken runs (it is no use if it
 cannot fail).
 
-The broken runs are real runs of a small hand-written processor whose records
-are then altered the way a buggy sdax would have produced them.
+The broken runs are real runs of small hand-written processors whose records
+are then altered the way a buggy sdax would have produced them (stress.alter):
+at least one for each invariant, the newer features' (limits, the run's
+deadline, cleanup_timeout, thread phases, reports and observers) included.
 """
 
 from __future__ import annotations
@@ -12,13 +14,30 @@ import asyncio
 import dataclasses
 from collections.abc import Callable, Hashable
 
+import msgspec
 import pytest
 
-from sdax import AsyncTaskProcessor, SdaxExecutionError, TaskFailure
+from sdax import AsyncTaskProcessor, RunReport, RunTimeoutError, SdaxExecutionError, TaskFailure
 from stress import RunRecord, StressConfig, check_run, run_stress
-from stress.faults import START, Ev, InjectedError
+from stress.alter import events, moved_after, moved_first, renumbered, retyped, without
+from stress.capacity import batch_problems
+from stress.faults import AFTER, BEGIN, DEADLINE, END, FINISH, START, Ev, InjectedError
 from stress.generate import build_processor
-from stress.model import EXEC, POST, PRE, Act, Attempt, Node, PhasePlan, Policy, RunPlan, Shape
+from stress.model import (
+    EXEC,
+    POST,
+    PRE,
+    Act,
+    Attempt,
+    LimitSpec,
+    Node,
+    PhasePlan,
+    Policy,
+    RunOptions,
+    RunPlan,
+    Shape,
+)
+from stress.notes import observations
 from stress.report import format_violations
 from stress.runner import run_plans
 
@@ -46,9 +65,9 @@ def plan(faults: dict[tuple[Hashable, str], str] | None = None) -> RunPlan:
     return RunPlan(seed=1, phases=phases)
 
 
-async def run_one(run_plan: RunPlan) -> RunRecord:
-    processor: AsyncTaskProcessor[object] = build_processor(SHAPE)
-    (result,) = await run_plans(processor, SHAPE, [(0, run_plan)])
+async def run_one(run_plan: RunPlan, shape: Shape = SHAPE) -> RunRecord:
+    processor: AsyncTaskProcessor[object] = build_processor(shape)
+    (result,) = await run_plans(processor, shape, [(0, run_plan)])
     assert result.violations == [], result.violations
     assert result.record is not None
     return result.record
@@ -61,37 +80,12 @@ async def test_two_hundred_runs_have_no_violation(release_order_seed: int) -> No
     shown = "\n".join(format_violations(config, run, full=True) for run in summary.failed_runs)
     assert summary.violation_counts == {}, shown
     assert summary.runs == 200
-    # The faults really happen: runs end in every ordinary way.
-    assert {"ok", "failed", "cancelled"} <= set(summary.outcomes)
-
-
-def renumbered(record: RunRecord, events: list[Ev]) -> RunRecord:
-    """`record` with `events` as its log (sequence numbers and written data made consistent)."""
-    log = [ev._replace(seq=seq) for seq, ev in enumerate(events)]
-    data = {
-        (ev.key, ev.phase, ev.attempt): ev.seq for ev in log if ev.kind == START and not ev.part
-    }
-    return dataclasses.replace(record, log=log, data=data)
-
-
-def without(record: RunRecord, key: Hashable, phase: str) -> RunRecord:
-    return renumbered(record, [ev for ev in record.log if (ev.key, ev.phase) != (key, phase)])
-
-
-def moved_first(record: RunRecord, key: Hashable, phase: str) -> RunRecord:
-    """The events of (key, phase) moved to the front of the log."""
-    chosen = [ev for ev in record.log if (ev.key, ev.phase) == (key, phase)]
-    return renumbered(record, chosen + [ev for ev in record.log if ev not in chosen])
-
-
-def moved_after(
-    record: RunRecord, key: Hashable, phase: str, after: tuple[Hashable, str]
-) -> RunRecord:
-    """The events of (key, phase) moved right after the last event of `after`."""
-    chosen = [ev for ev in record.log if (ev.key, ev.phase) == (key, phase)]
-    rest = [ev for ev in record.log if ev not in chosen]
-    last = max(i for i, ev in enumerate(rest) if (ev.key, ev.phase) == after)
-    return renumbered(record, rest[: last + 1] + chosen + rest[last + 1 :])
+    # The faults really happen: runs end in every ordinary way, deadlines included...
+    assert {"ok", "failed", "cancelled", "deadline"} <= set(summary.outcomes)
+    # ...and the newer features are all in play.
+    options = {"deadline-short", "cleanup-timeout-short", "report-flag", "report-recorder"}
+    assert options | {"thread-hang", "thread-raise"} <= set(summary.faults)
+    assert "a per-run limit was full" in summary.notes
 
 
 def execute_raised_silently(record: RunRecord) -> RunRecord:
@@ -162,3 +156,173 @@ async def test_checker_matches_failures_by_identity() -> None:
     ]
     swapped = dataclasses.replace(record, raised=RuntimeError("not the failure"))
     assert [v.invariant for v in check_run(SHAPE, swapped)] == ["run-outcome"]
+
+
+# -- the newer features: limits, deadline, cleanup_timeout, threads, reports ---------------
+
+THREAD = Policy("thread", executor="given")
+LIMITED = Policy("func", limits=((0, 1),))
+# `x` and `y` execute under one limit of capacity 1; `y` cleans up in a thread, `z` pres in one.
+FEATURES = Shape(
+    nodes=(
+        Node("x", (), {PRE: FUNC, EXEC: LIMITED, POST: FUNC}),
+        Node("y", (), {EXEC: LIMITED, POST: Policy("thread")}),
+        Node("z", ("x",), {PRE: THREAD, POST: FUNC}),
+    ),
+    builder="dag",
+    declaration_order=("z", "y", "x"),
+    limits=(LimitSpec("L0", 1),),
+)
+
+
+def plan_with(shape: Shape, acts: dict[tuple[Hashable, str], Act], **options: object) -> RunPlan:
+    """Every phase returns at once, except `acts`; process_tasks gets `options`."""
+    phases = {
+        where: PhasePlan("planned", (Attempt(acts.get(where, Act("ok"))),))
+        for where in shape.phase_keys()
+    }
+    return RunPlan(seed=1, phases=phases, options=RunOptions(**options))  # type: ignore[arg-type]
+
+
+def overlapping(record: RunRecord) -> RunRecord:
+    """`y`'s execute moved inside `x`'s, which holds the only unit of L0."""
+    chosen = [ev for ev in record.log if ev[2:4] == ("y", EXEC)]
+    rest = [ev for ev in record.log if ev not in chosen]
+    at = rest.index(events(record, START, "x", EXEC)[0]) + 1
+    log = rest[:at] + chosen + rest[at:]
+    return renumbered(record, [ev._replace(tick=tick) for tick, ev in enumerate(log)])
+
+
+def reported(record: RunRecord, change: Callable[[RunReport], None]) -> RunRecord:
+    assert record.returned is not None
+    report = msgspec.json.decode(msgspec.json.encode(record.returned), type=RunReport)
+    change(report)
+    return dataclasses.replace(record, returned=report)
+
+
+def miscount(report: RunReport) -> None:
+    report.phase("x", EXEC).attempts += 1
+
+
+def skip(report: RunReport) -> None:
+    report.phase("z", PRE).outcome = "skipped"
+
+
+def late_thread(record: RunRecord) -> RunRecord:
+    """The thread of `y`'s post ends after the run returned, though sdax waited for it."""
+    chosen = events(record, END, "y", POST)
+    return renumbered(record, [ev for ev in record.log if ev not in chosen] + chosen)
+
+
+def never_begun(record: RunRecord) -> RunRecord:
+    """`z`'s pre never started (say, queued for a limit), yet its post ran."""
+    return renumbered(record, [ev for ev in record.log if ev[2:4] != ("z", PRE)])
+
+
+FEATURE_BROKEN: dict[str, tuple[Alteration, str]] = {
+    "two phases holding a limit of one": (overlapping, "limits"),
+    "a report that miscounts attempts": (lambda r: reported(r, miscount), "told"),
+    "a report that skips a phase that ran": (lambda r: reported(r, skip), "told"),
+    "the observer not told of a start": (
+        lambda r: renumbered(r, [ev for ev in r.log if ev[1:4] != (BEGIN, "x", PRE)]),
+        "told",
+    ),
+    "cleanup for a pre never started": (never_begun, "post-eligibility"),
+    "a thread sdax waited for ending after the run": (late_thread, "hygiene"),
+    "a thread without the caller's context": (
+        lambda r: dataclasses.replace(r, thread_problems=("no context",)),
+        "threads",
+    ),
+}
+
+
+@pytest.mark.parametrize("broken", FEATURE_BROKEN)
+async def test_checker_reports_a_broken_run_of_the_newer_features(broken: str) -> None:
+    record = await run_one(plan_with(FEATURES, {}, report="flag", observe=True), FEATURES)
+    assert isinstance(record.returned, RunReport)
+    assert len(events(record, BEGIN)) == 7  # every phase, and no more
+    alter, invariant = FEATURE_BROKEN[broken]
+    violations = check_run(FEATURES, alter(record))
+    assert invariant in {v.invariant for v in violations}, violations
+
+
+async def test_shared_limits_are_checked_across_the_batch() -> None:
+    shared = dataclasses.replace(FEATURES, limits=(LimitSpec("L0", 1, shared=True),))
+    processor: AsyncTaskProcessor[object] = build_processor(shared)
+    plans = [(index, plan_with(shared, {})) for index in range(2)]
+    results = await run_plans(processor, shared, plans)
+    assert [r.violations for r in results] == [[], []]
+    logs = [r.record.log for r in results if r.record is not None]
+    assert batch_problems(shared, logs) == []
+    # Two runs holding the one unit of a shared limit at the same time:
+    ticks = [[ev._replace(tick=ev.seq) for ev in log] for log in logs]
+    assert "shared limit L0" in batch_problems(shared, ticks)[0]
+
+
+def deadline_plan() -> RunPlan:
+    """`a`'s pre hangs with no trigger: only the deadline (0 s) can end the run."""
+    return plan_with(SHAPE, {("a", PRE): Act("block")}, timeout=0.0, report="flag")
+
+
+def ignored_deadline(record: RunRecord) -> RunRecord:
+    ended = retyped(record, ("cancelled", "a", PRE), END)
+    return dataclasses.replace(ended, raised=None, returned=None)
+
+
+DEADLINE_BROKEN: dict[str, tuple[Alteration, str]] = {
+    "a timeout before the deadline expired": (
+        lambda r: renumbered(r, [ev for ev in r.log if ev.kind != DEADLINE]),
+        "run-outcome",
+    ),
+    "a deadline ignored": (ignored_deadline, "deadline"),
+    "a cleanup stopped by the deadline": (
+        lambda r: retyped(r, (END, "a", POST), "cancelled"),
+        "retries-and-outcomes",
+    ),
+}
+
+
+@pytest.mark.parametrize("broken", DEADLINE_BROKEN)
+async def test_checker_reports_a_broken_run_with_a_deadline(broken: str) -> None:
+    record = await run_one(deadline_plan())
+    assert isinstance(record.raised, RunTimeoutError)
+    assert record.raised.failures is None
+    assert record.raised.report is not None
+    assert record.raised.report.phase("a", PRE).outcome == "cancelled"
+    assert [ev.key for ev in events(record, START) if ev.phase == POST] == ["a"]
+    alter, invariant = DEADLINE_BROKEN[broken]
+    violations = check_run(SHAPE, alter(record))
+    assert invariant in {v.invariant for v in violations}, violations
+
+
+async def test_a_run_cannot_time_out_once_a_pre_failed_before_its_deadline() -> None:
+    record = await run_one(plan_with(SHAPE, {("b", PRE): Act("raise")}, timeout=30.0))
+    assert isinstance(record.raised, SdaxExecutionError)
+    failed = events(record, "raise", "b", PRE)[0].seq + 1
+    mark = Ev(0, DEADLINE, None, "", 0, 0)  # as if the deadline had expired right after that
+    timed_out = renumbered(record, [*record.log[:failed], mark, *record.log[failed:]])
+    timed_out.raised = RunTimeoutError(30.0, record.raised)
+    assert [v.invariant for v in check_run(SHAPE, timed_out)] == ["deadline"]
+
+
+async def test_checker_reports_a_broken_run_with_a_cleanup_cut_off() -> None:
+    record = await run_one(plan_with(SHAPE, {("c", POST): Act("block")}, cleanup_timeout=0.0))
+    assert isinstance(record.raised, SdaxExecutionError)
+    (failure,) = record.raised.failures
+    assert (failure.key, failure.phase, type(failure.error)) == ("c", POST, TimeoutError)
+    assert "a post was cut off by cleanup_timeout" in observations(SHAPE, record)
+    lost = dataclasses.replace(record, raised=None)
+    assert "failures-match" in {v.invariant for v in check_run(SHAPE, lost)}
+    stopped = without(record, "a", POST)  # the other cleanups must still run
+    assert "post-eligibility" in {v.invariant for v in check_run(SHAPE, stopped)}
+
+
+async def test_a_thread_sdax_gave_up_on_may_end_after_the_run() -> None:
+    shape = Shape((Node("t", (), {EXEC: Policy("thread", timeout=0.0)}),), "dag", ("t",))
+    record = await run_one(plan_with(shape, {("t", EXEC): Act("block")}), shape)
+    assert isinstance(record.raised, SdaxExecutionError)  # timed out (a TimeoutError failure)
+    (after,) = events(record, AFTER)
+    assert after.seq > events(record, FINISH)[0].seq  # let go only when the run returned
+    assert "a thread ended after the run returned" in observations(shape, record)
+    claimed = retyped(record, (AFTER, "t", EXEC), END)
+    assert "hygiene" in {v.invariant for v in check_run(shape, claimed)}
