@@ -328,7 +328,7 @@ class Coordinator:
             if actor is None:
                 actor = actors[node] = TaskActor(self._graph.nodes[node], self._scope)
             running[node] = actor
-            actor.tell(command)
+            actor.start(command)
 
     # -- events --------------------------------------------------------------------
 

@@ -99,7 +99,8 @@ class TaskActor:
         """Handle `command` now; it only starts or cancels work, so it never blocks."""
         _COMMAND_HANDLERS[type(command)](self, command)
 
-    def _start(self, command: StartPhase) -> None:
+    def start(self, command: StartPhase) -> None:
+        """`tell(command)` for a StartPhase, minus the dispatch: the coordinator's hot path."""
         phase = command.phase
         self._phase = phase
         self._cancel_reason = None
@@ -187,7 +188,7 @@ class TaskActor:
 
 
 _COMMAND_HANDLERS: dict[type[Any], Callable[[TaskActor, Any], None]] = {
-    StartPhase: TaskActor._start,
+    StartPhase: TaskActor.start,
     CancelPhase: TaskActor._cancel,
 }
 
