@@ -70,7 +70,7 @@ class PhaseFinished(Struct, frozen=True, kw_only=True):
     task: Hashable
     phase: PhaseId
     outcome: PhaseOutcome
-    attempts: int
+    attempts: int  # attempts begun; a retry cut short in its backoff never began
     at: float
     error: BaseException | None = None
     cancel_reason: str | None = None  # why sdax cancelled it, for CANCELLED

@@ -46,7 +46,11 @@ class ErrorInfo(Struct, frozen=True, kw_only=True):
 
 
 class RetryReport(Struct, frozen=True, kw_only=True):
-    """A failed attempt that was retried: when it failed, with what, and the wait that followed."""
+    """A failed attempt sdax chose to retry: when it failed, with what, and the wait it set.
+
+    The last one may have had its wait cut short (cancellation, deadline,
+    cleanup_timeout), in which case no attempt followed it.
+    """
 
     at: float
     delay: float
@@ -60,7 +64,7 @@ class PhaseReport(Struct, kw_only=True):
     outcome: str = PhaseOutcome.SKIPPED.value
     start: float | None = None
     end: float | None = None
-    attempts: int = 0
+    attempts: int = 0  # attempts begun
     retries: list[RetryReport] = msgspec.field(default_factory=list)  # each retried attempt
     error: ErrorInfo | None = None
     cancel_reason: str | None = None
