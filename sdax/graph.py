@@ -19,20 +19,26 @@ from collections import deque
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NoReturn
+
+from msgspec import Struct
 
 from sdax.declarations import AsyncTask, PhaseId, TaskFunction
 from sdax.errors import DependencyCycleError
 from sdax.limits import Limit, LimitUse
 
 
-@dataclass(frozen=True, slots=True)
-class TaskNode:
-    """One task as a run sees it: its position and its phase functions."""
+class TaskNode(Struct, frozen=True, kw_only=True):
+    """One task as a run sees it: its position and its phase functions.
+
+    A Struct rather than a frozen dataclass: a large build makes one per task,
+    and a frozen dataclass's __init__ costs about 15 times as much.
+    """
 
     index: int
     key: Hashable
     task: AsyncTask[Any]
+    # Read-only, and shared by the tasks declared with the same phase functions.
     functions: dict[PhaseId, TaskFunction[Any]]
     # Phases whose function needs no attempt machinery (no timeout, retry or task group).
     plain: frozenset[PhaseId]
@@ -98,9 +104,11 @@ def compile_graph(
             raise ValueError(f"duplicate task name {task.name!r}")
         index[task.name] = position
 
-    dependencies = tuple(
-        tuple(_resolve(index, task.name, key) for key in keys) for task, keys in declarations
-    )
+    lookup = index.__getitem__
+    try:
+        dependencies = tuple([tuple(map(lookup, keys)) for _, keys in declarations])
+    except KeyError:
+        _raise_missing_dependency(declarations, index)
     dependents_lists: list[list[int]] = [[] for _ in declarations]
     for node, deps in enumerate(dependencies):
         for dep in deps:
@@ -108,9 +116,7 @@ def compile_graph(
     dependents = tuple(tuple(lst) for lst in dependents_lists)
     order = _topological_order(declarations, dependencies, dependents)
 
-    nodes = tuple(
-        _task_node(position, task, run_cap) for position, (task, _) in enumerate(declarations)
-    )
+    nodes = _task_nodes(declarations, run_cap)
     _check_limit_names(nodes)
     has_pre = tuple(PRE in node.functions for node in nodes)
     has_post = tuple(POST in node.functions for node in nodes)
@@ -134,15 +140,47 @@ def compile_graph(
     )
 
 
-def _task_node(position: int, task: AsyncTask[Any], run_cap: Limit | None) -> TaskNode:
+def _task_nodes(declarations: Sequence[Declaration], run_cap: Limit | None) -> tuple[TaskNode, ...]:
+    # What a node derives from its phase functions is worked out once per
+    # distinct combination: large graphs reuse a handful of functions.
+    derived: dict[tuple[int, int, int], _PhaseFacts] = {}
+    nodes = []
+    for position, (task, _) in enumerate(declarations):
+        pre, execute, post = task.pre_execute, task.execute, task.post_execute
+        combination = (id(pre), id(execute), id(post))
+        facts = derived.get(combination)
+        if facts is None:
+            facts = derived[combination] = _phase_facts(pre, execute, post, run_cap)
+        functions, plain, limits = facts
+        nodes.append(
+            TaskNode(
+                index=position,
+                key=task.name,
+                task=task,
+                functions=functions,
+                plain=plain,
+                limits=limits,
+            )
+        )
+    return tuple(nodes)
+
+
+_PhaseFacts = tuple[
+    dict[PhaseId, "TaskFunction[Any]"], frozenset[PhaseId], Mapping[PhaseId, tuple[LimitUse, ...]]
+]
+
+
+def _phase_facts(
+    pre: TaskFunction[Any] | None,
+    execute: TaskFunction[Any] | None,
+    post: TaskFunction[Any] | None,
+    run_cap: Limit | None,
+) -> _PhaseFacts:
+    """The functions by phase, the plain phases and the limits of a task with these functions."""
     functions: dict[PhaseId, TaskFunction[Any]] = {}
     plain: list[PhaseId] = []
     limits: dict[PhaseId, tuple[LimitUse, ...]] = {}
-    for phase, function in (
-        (PRE, task.pre_execute),
-        (EXECUTE, task.execute),
-        (POST, task.post_execute),
-    ):
+    for phase, function in ((PRE, pre), (EXECUTE, execute), (POST, post)):
         if function is None:
             continue
         functions[phase] = function
@@ -150,16 +188,7 @@ def _task_node(position: int, task: AsyncTask[Any], run_cap: Limit | None) -> Ta
             plain.append(phase)
         if phase is not POST and (function.limits or run_cap is not None):
             limits[phase] = _acquisition_order(function, run_cap)
-    return TaskNode(
-        index=position,
-        key=task.name,
-        task=task,
-        functions=functions,
-        # Nodes share the few possible `plain` sets and the empty limits: fewer
-        # objects for the garbage collector to walk during a large build.
-        plain=_PHASE_SETS.setdefault(tuple(plain), frozenset(plain)),
-        limits=limits or _NO_LIMITS,
-    )
+    return functions, _PHASE_SETS.setdefault(tuple(plain), frozenset(plain)), limits or _NO_LIMITS
 
 
 _PHASE_SETS: dict[tuple[PhaseId, ...], frozenset[PhaseId]] = {}
@@ -195,10 +224,13 @@ def _check_limit_names(nodes: Sequence[TaskNode]) -> None:
                     )
 
 
-def _resolve(index: dict[Hashable, int], name: Hashable, key: Hashable) -> int:
-    position = index.get(key)
-    if position is not None:
-        return position
+def _raise_missing_dependency(
+    declarations: Sequence[Declaration], index: dict[Hashable, int]
+) -> NoReturn:
+    """Raise for the first dependency that names no declared task, naming both tasks."""
+    name, key = next(
+        (task.name, key) for task, keys in declarations for key in keys if key not in index
+    )
     hint = ""
     if isinstance(key, str):
         close = difflib.get_close_matches(key, [k for k in index if isinstance(k, str)], n=1)
@@ -254,20 +286,24 @@ def normalise_dependencies(name: Hashable, depends_on: Iterable[Hashable]) -> tu
             f"{type(depends_on).__name__} (it would be read as its characters); "
             f"write depends_on=({depends_on!r},)"
         )
+    if type(depends_on) is tuple:
+        keys: tuple[Hashable, ...] = depends_on  # the usual case: no copy
+    else:
+        try:
+            keys = tuple(depends_on)
+        except TypeError:
+            raise TypeError(
+                f"task {name!r}: depends_on must be an iterable of task keys, got "
+                f"{type(depends_on).__name__}"
+            ) from None
     try:
-        keys = list(depends_on)
-    except TypeError:
-        raise TypeError(
-            f"task {name!r}: depends_on must be an iterable of task keys, got "
-            f"{type(depends_on).__name__}"
-        ) from None
-    try:
-        return tuple(dict.fromkeys(keys))
+        unique = dict.fromkeys(keys)
     except TypeError:
         culprit = next(key for key in keys if not _hashable(key))
         raise TypeError(
             f"task {name!r}: dependency {culprit!r} is not hashable ({type(culprit).__name__})"
         ) from None
+    return keys if len(unique) == len(keys) else tuple(unique)
 
 
 def _hashable(key: object) -> bool:

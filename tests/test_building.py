@@ -180,6 +180,45 @@ async def test_depends_on_takes_any_iterable_of_keys() -> None:
     assert ctx.keys("start", PRE) == ["A", "B", "C", "D", "E"]
 
 
+async def test_a_dependency_named_twice_counts_once() -> None:
+    processor = dag((recorded("A", PRE, POST), ()), (recorded("B", PRE, POST), ["A", "A", "A"]))
+    assert processor.analysis.dependencies["B"] == ("A",)
+    ctx = Log()
+    await processor.process_tasks(ctx)  # one edge: B's pre is released once A's succeeds
+    assert ctx.keys("start", PRE) == ["A", "B"]
+    assert ctx.keys("start", POST) == ["B", "A"]
+
+
+async def test_tasks_sharing_phase_functions_keep_their_own_phases_and_settings() -> None:
+    # The build derives a task's phase facts once per combination of functions;
+    # sharing one function must not leak phases or settings between tasks.
+    calls: list[str] = []
+
+    def counting(label: str) -> Any:
+        async def count(ctx: Log) -> None:
+            calls.append(label)
+            if label == "flaky" and calls.count("flaky") == 1:
+                raise ConnectionError("first attempt fails")
+
+        return count
+
+    plain = task_func(counting("plain"))
+    flaky = task_func(counting("flaky"), retries=1, initial_delay=0)
+    processor = dag(
+        (AsyncTask("A", pre_execute=plain, post_execute=plain), ()),
+        (AsyncTask("B", pre_execute=plain, execute=flaky), ("A",)),
+        (AsyncTask("C", execute=plain), ("A",)),
+        (AsyncTask("D", pre_execute=plain, post_execute=plain), ("B", "C")),
+    )
+    analysis = processor.analysis
+    assert analysis.tasks_with_pre_execute == 3
+    assert analysis.tasks_with_execute == 2
+    assert analysis.tasks_with_post_execute == 2
+    await processor.process_tasks(Log())
+    assert calls.count("plain") == 3 + 1 + 2  # pres of A, B, D; execute of C; posts of A, D
+    assert calls.count("flaky") == 2  # B's execute, retried once
+
+
 # --------------------------------------------------------------------------- rejected at build
 
 
