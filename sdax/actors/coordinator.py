@@ -245,9 +245,9 @@ class Coordinator:
         admission = self._admission
         # Busy while phases run, or wait for slots that other phases will give back.
         while running or (admission is not None and admission.waiting):
-            event = mailbox.poll()
-            if event is not None:
-                _EVENT_HANDLERS[type(event)](self, event)
+            if len(mailbox):
+                for event in mailbox.take_all():
+                    _EVENT_HANDLERS[type(event)](self, event)
                 continue
             try:
                 await mailbox.wait()

@@ -38,6 +38,15 @@ class Mailbox(Generic[M]):
         """The oldest message, or None when the mailbox is empty."""
         return self._messages.popleft() if self._messages else None
 
+    def take_all(self) -> deque[M]:
+        """Every message delivered so far, oldest first, leaving the mailbox empty.
+
+        Messages put while the batch is being handled wait for the next batch.
+        """
+        messages = self._messages
+        self._messages = deque()
+        return messages
+
     async def wait(self) -> None:
         """Return once a message is there. Cancellation propagates unchanged."""
         if self._messages:
