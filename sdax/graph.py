@@ -14,7 +14,6 @@ the quadratic blow-up of expanding sets through join nodes.
 
 from __future__ import annotations
 
-import difflib
 from collections import deque
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -233,6 +232,8 @@ def _raise_missing_dependency(
     )
     hint = ""
     if isinstance(key, str):
+        import difflib  # only on this error path: it adds ~0.4 MB to every process that imports it
+
         close = difflib.get_close_matches(key, [k for k in index if isinstance(k, str)], n=1)
         if close:
             hint = f" (did you mean {close[0]!r}?)"

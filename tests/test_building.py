@@ -229,6 +229,13 @@ def test_a_missing_dependency_is_a_value_error_at_build_naming_both_tasks() -> N
         builder.build()
 
 
+def test_a_missing_dependency_close_to_a_declared_name_suggests_it() -> None:
+    builder = AsyncDagTaskProcessor[Log].builder().add_task(recorded("Database", PRE))
+    builder.add_task(recorded("Auth", PRE), depends_on=("Databse",))
+    with pytest.raises(ValueError, match=r"'Auth'.*'Databse'.*did you mean 'Database'"):
+        builder.build()
+
+
 async def test_a_dependency_may_be_declared_after_the_task_that_needs_it() -> None:
     processor = dag((recorded("Auth", PRE), ("Database",)), (recorded("Database", PRE), ()))
     ctx = Log()
