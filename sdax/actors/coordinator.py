@@ -68,6 +68,10 @@ class RunState(enum.Enum):
     POST = "post"  # cleanup in reverse dependency order; never stopped early
     DONE = "done"
 
+    # Looked up in the tables below on every phase of every run; Enum's own
+    # __hash__ is Python code, the identity hash is consistent for singletons.
+    __hash__ = object.__hash__
+
 
 _TRANSITIONS: dict[RunState, frozenset[RunState]] = {
     RunState.IDLE: frozenset({RunState.PRE, RunState.DONE}),
