@@ -164,8 +164,10 @@ def _task_nodes(declarations: Sequence[Declaration], run_cap: Limit | None) -> t
     return tuple(nodes)
 
 
+# What a task's phase functions determine: the functions by phase, the plain
+# phases, and the limits each phase takes.
 _PhaseFacts = tuple[
-    dict[PhaseId, "TaskFunction[Any]"], frozenset[PhaseId], Mapping[PhaseId, tuple[LimitUse, ...]]
+    dict[PhaseId, TaskFunction[Any]], frozenset[PhaseId], Mapping[PhaseId, tuple[LimitUse, ...]]
 ]
 
 
