@@ -240,8 +240,11 @@ class Coordinator:
             self._watch.run_finished(self._outcome)
 
     def _handle_delivered(self) -> None:
-        while (event := self._mailbox.poll()) is not None:
-            _EVENT_HANDLERS[type(event)](self, event)
+        """Handle every event in the mailbox, including any that handling delivers."""
+        mailbox = self._mailbox
+        while len(mailbox):
+            for event in mailbox.take_all():
+                _EVENT_HANDLERS[type(event)](self, event)
 
     async def _pump(self) -> None:
         mailbox = self._mailbox
@@ -250,8 +253,7 @@ class Coordinator:
         # Busy while phases run, or wait for slots that other phases will give back.
         while running or (admission is not None and admission.waiting):
             if len(mailbox):
-                for event in mailbox.take_all():
-                    _EVENT_HANDLERS[type(event)](self, event)
+                self._handle_delivered()
                 continue
             try:
                 await mailbox.wait()
