@@ -92,6 +92,23 @@ async def test_a_pre_failure_cancels_running_pres_starts_nothing_and_skips_execu
     assert sorted(probe.keys("start", POST)) == ["A", "B", "C"]
 
 
+async def test_pres_ending_together_start_no_dependent_when_one_of_them_failed() -> None:
+    # A and B finish without suspending, so both outcomes reach the coordinator
+    # in one batch: B's failure is known before A's success would release C.
+    probe = Probe()
+    error = ValueError("B failed")
+    processor = build(
+        (probe.task("A", pre=OK, post=OK), ()),
+        (probe.task("B", pre=Raise(error), post=OK), ()),
+        (probe.task("C", pre=OK, post=OK), ("A",)),
+    )
+    with pytest.raises(SdaxExecutionError) as caught:
+        await processor.process_tasks(None)
+    assert caught.value.leaf_exceptions() == [error]
+    assert probe.count("start", "C", PRE) == 0
+    assert sorted(probe.keys("start", POST)) == ["A", "B"]
+
+
 async def test_an_execute_failure_does_not_cancel_the_other_executes() -> None:
     probe = Probe()
     error = RuntimeError("A broke")

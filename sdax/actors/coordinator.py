@@ -104,7 +104,8 @@ class Coordinator:
         "_actors",
         "_running",
         "_pre",
-        "_post",
+        "_flow",
+        "_through",
         "_outcome",
         "_stopped",
         "_interruption",
@@ -143,7 +144,11 @@ class Coordinator:
         # invariant: exactly the actors whose phase has started and not yet reported its end
         self._running: dict[int, TaskActor] = {}
         self._pre = Flow(PRE, graph.dependents, list(graph.dependency_counts), graph.has_pre)
-        self._post: Flow | None = None  # built when POST starts: who owes cleanup is known then
+        # The flow completions spread through: PRE, then a POST flow built when
+        # POST starts, since who owes cleanup is known only then.
+        self._flow = self._pre
+        # Nodes through the flow's phase in the batch being handled; spread after it.
+        self._through: list[int] = []
         self._outcome = Outcome(timeout)
         self._stopped: list[PhaseCancelled] = []  # phases we cancelled, with the reason
         self._interruption: BaseException | None = None  # cancel or fatal error of this phase
@@ -240,11 +245,19 @@ class Coordinator:
             self._watch.run_finished(self._outcome)
 
     def _handle_delivered(self) -> None:
-        """Handle every event in the mailbox, including any that handling delivers."""
-        mailbox = self._mailbox
+        """Handle every event in the mailbox, including any that handling delivers.
+
+        The completions of a batch are spread through the flow together once
+        the whole batch is read: one walk per batch, not per event, and a
+        failure in the batch is known before anything it dooms is started.
+        """
+        mailbox, through = self._mailbox, self._through
         while len(mailbox):
             for event in mailbox.take_all():
                 _EVENT_HANDLERS[type(event)](self, event)
+            if through:
+                flow = self._flow
+                self._launch(flow, flow.finish(through))
 
     async def _pump(self) -> None:
         mailbox = self._mailbox
@@ -290,9 +303,9 @@ class Coordinator:
         self._transition(RunState.POST)
         if self._deadline is not None:
             self._deadline.cancel()  # the deadline bounds PRE and EXECUTE only
-        self._post = Flow(POST, graph.dependencies, list(graph.dependent_counts), owes)
+        post = self._flow = Flow(POST, graph.dependencies, list(graph.dependent_counts), owes)
         if graph.any_post and any(owes):  # else no cleanup is owed: nothing to walk
-            self._launch(self._post, self._post.start_at(graph.tips))
+            self._launch(post, post.start_at(graph.tips))
 
     # -- spreading completion --------------------------------------------------------
 
@@ -359,10 +372,8 @@ class Coordinator:
 
     def _on_succeeded(self, event: PhaseSucceeded) -> None:
         self._settle(event)
-        if event.phase is PRE:
-            self._launch(self._pre, self._pre.finish([event.task]))
-        elif event.phase is POST:
-            self._cleanup_over(event.task)
+        if event.phase is not EXECUTE:  # the task is through its pre or its cleanup
+            self._through.append(event.task)
 
     def _on_failed(self, event: PhaseFailed) -> None:
         self._settle(event)
@@ -370,7 +381,7 @@ class Coordinator:
         if fatal and self._interruption is None:
             self._interruption = event.error
         if event.phase is POST:
-            self._cleanup_over(event.task)  # a failed cleanup never stops the others
+            self._through.append(event.task)  # a failed cleanup never stops the others
         elif fatal:
             self._abort(CancelReason.FATAL_ERROR)
         elif event.phase is PRE:
@@ -380,11 +391,7 @@ class Coordinator:
         self._settle(event)
         self._stopped.append(event)
         if event.phase is POST:
-            self._cleanup_over(event.task)
-
-    def _cleanup_over(self, node: int) -> None:
-        assert self._post is not None
-        self._launch(self._post, self._post.finish([node]))
+            self._through.append(event.task)
 
     def _on_deadline(self, event: DeadlineExpired) -> None:
         # Only a run still going forward times out; a failing one keeps its failures.

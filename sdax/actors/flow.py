@@ -44,7 +44,10 @@ class Flow:
         return ready
 
     def finish(self, finished: list[int]) -> list[int]:
-        """`finished` nodes are through (ran the phase or had none): the nodes now ready."""
+        """`finished` nodes are through (ran the phase or had none): the nodes now ready.
+
+        `finished` is used as the work list and is left empty.
+        """
         edges, waiting, runs, progress = self.edges, self.waiting, self.runs, self.progress
         ready: list[int] = []
         while finished:
