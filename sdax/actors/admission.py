@@ -100,6 +100,12 @@ class Admission:
         if request is not None:
             _give_back(request)
 
+    def release_all(self) -> None:
+        """Give back the units of every phase that holds some."""
+        held, self._held = self._held, {}
+        for request in held.values():
+            _give_back(request)
+
     def withdraw(self) -> None:
         """Stop waiting: leave every queue and return what waiting requests hold."""
         waiting, self._waiting = self._waiting, {}

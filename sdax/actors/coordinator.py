@@ -102,7 +102,7 @@ class Coordinator:
         "_mailbox",
         "_scope",
         "_actors",
-        "_running",
+        "_in_flight",
         "_pre",
         "_flow",
         "_through",
@@ -140,9 +140,9 @@ class Coordinator:
         self._commands = dict(START)
         if cleanup_timeout is not None:  # each post, all its attempts, within that many seconds
             self._commands[POST] = StartPhase(phase=POST, within=cleanup_timeout)
-        self._actors: list[TaskActor | None] = [None] * len(graph)
-        # invariant: exactly the actors whose phase has started and not yet reported its end
-        self._running: dict[int, TaskActor] = {}
+        self._actors: list[TaskActor | None] = [None] * len(graph)  # created at first start
+        # invariant: the phases started whose end has not been handled yet
+        self._in_flight = 0
         self._pre = Flow(PRE, graph.dependents, list(graph.dependency_counts), graph.has_pre)
         # The flow completions spread through: PRE, then a POST flow built when
         # POST starts, since who owes cleanup is known only then.
@@ -261,10 +261,9 @@ class Coordinator:
 
     async def _pump(self) -> None:
         mailbox = self._mailbox
-        running = self._running
         admission = self._admission
         # Busy while phases run, or wait for slots that other phases will give back.
-        while running or (admission is not None and admission.waiting):
+        while self._in_flight or (admission is not None and admission.waiting):
             if len(mailbox):
                 self._handle_delivered()
                 continue
@@ -341,22 +340,21 @@ class Coordinator:
             # Before the tells: from 3.12 a phase starts eagerly and may have
             # finished (and been timed) by the time `tell` returns.
             self._watch.phases_started(phase, nodes)
-        actors, running, command = self._actors, self._running, self._commands[phase]
+        self._in_flight += len(nodes)
+        actors, command = self._actors, self._commands[phase]
         for node in nodes:
             actor = actors[node]
             if actor is None:
                 actor = actors[node] = TaskActor(self._graph.nodes[node], self._scope)
-            running[node] = actor
             actor.start(command)
 
     # -- events --------------------------------------------------------------------
 
     def _settle(self, event: PhaseSucceeded | PhaseFailed | PhaseCancelled) -> None:
         # A phase has ended, whatever its outcome: it runs no more and holds no slot.
-        node = event.task
-        del self._running[node]
+        self._in_flight -= 1
         if self._admission is not None:
-            self._admission.release(node)
+            self._admission.release(event.task)
         if self._watch is not None:
             self._watch.phase_ended(event)
 
@@ -371,7 +369,12 @@ class Coordinator:
             self._begin(event.phase, [event.task])
 
     def _on_succeeded(self, event: PhaseSucceeded) -> None:
-        self._settle(event)
+        # `_settle`, inlined: this runs once for nearly every phase of every run.
+        self._in_flight -= 1
+        if self._admission is not None:
+            self._admission.release(event.task)
+        if self._watch is not None:
+            self._watch.phase_ended(event)
         if event.phase is not EXECUTE:  # the task is through its pre or its cleanup
             self._through.append(event.task)
 
@@ -411,11 +414,14 @@ class Coordinator:
             self._transition(RunState.ABORTING)
             if self._admission is not None:
                 self._admission.withdraw()  # waiting phases never started: nothing is owed
-        elif self._state is RunState.POST and reason is not CancelReason.CALLER_CANCELLED:
+        elif self._state is not RunState.POST or reason is not CancelReason.CALLER_CANCELLED:
+            # ABORTING: what ran was told to stop on the way in, and nothing has
+            # started since. POST: cleanup is stopped for the caller only.
             return
         command = CANCEL[reason]
-        for actor in list(self._running.values()):
-            actor.tell(command)
+        for actor in self._actors:
+            if actor is not None:
+                actor.tell(command)  # an actor with no phase running ignores it
 
     async def _abandon(self) -> None:
         """After an internal error: stop every phase task, give back every slot."""
@@ -423,10 +429,9 @@ class Coordinator:
             self._deadline.cancel()
         if self._admission is not None:
             self._admission.withdraw()
-            for node in self._running:
-                self._admission.release(node)
-        tasks = [actor.abandon() for actor in self._running.values()]
-        self._running.clear()
+            self._admission.release_all()
+        tasks = [actor.abandon() for actor in self._actors if actor is not None]
+        self._in_flight = 0
         if tasks := [task for task in tasks if task is not None]:
             await asyncio.wait(tasks)
 
@@ -437,7 +442,7 @@ class Coordinator:
 
     def __repr__(self) -> str:
         return (
-            f"<Coordinator {self._state.value}: {len(self._running)} running, "
+            f"<Coordinator {self._state.value}: {self._in_flight} running, "
             f"{len(self._outcome.failures)} failed>"
         )
 
