@@ -59,24 +59,51 @@ def test_the_coordinator_never_imports_attempt_machinery() -> None:
     assert "sdax.actors.task_group" not in imported
 
 
-async def test_the_mailbox_delivers_in_order_and_wakes_its_reader() -> None:
-    mailbox: Mailbox[int] = Mailbox()
+async def parked(mailbox: Mailbox[str]) -> None:
+    """Let a new reader take its two steps: it yields once, then sleeps on its future."""
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert mailbox._waiter is not None
+
+
+async def test_the_mailbox_delivers_in_order_and_wakes_its_parked_reader() -> None:
+    mailbox: Mailbox[str] = Mailbox()
     reader = asyncio.create_task(mailbox.wait())
-    await asyncio.sleep(0)  # let the reader park on its waiter
+    await parked(mailbox)
     assert not reader.done()
-    mailbox.put(1)
-    mailbox.put(2)
+    mailbox.put("one")
+    mailbox.put("two")
     await reader
-    assert [mailbox.poll(), mailbox.poll(), mailbox.poll()] == [1, 2, None]
+    assert [mailbox.poll(), mailbox.poll(), mailbox.poll()] == ["one", "two", None]
+
+
+async def test_a_mailbox_reader_finds_news_that_arrived_while_it_yielded() -> None:
+    mailbox: Mailbox[str] = Mailbox()
+    reader = asyncio.create_task(mailbox.wait())
+
+    async def reply() -> None:  # ready before the reader's first step, as a phase is
+        mailbox.put("done at once")
+
+    replier = asyncio.create_task(reply())
+    await asyncio.sleep(0)  # the reader's first step: it yields behind the replier
+    assert mailbox._waiter is None  # and it never needed a future
+    await reader
+    await replier
+    assert mailbox.poll() == "done at once"
 
 
 async def test_a_cancelled_mailbox_wait_propagates_and_leaves_the_mailbox_usable() -> None:
     mailbox: Mailbox[str] = Mailbox()
-    reader = asyncio.create_task(mailbox.wait())
-    await asyncio.sleep(0)
-    reader.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await reader
+    for reader_parked in (False, True):  # cancelled while yielding, then while parked
+        reader = asyncio.create_task(mailbox.wait())
+        if reader_parked:
+            await parked(mailbox)
+        else:
+            await asyncio.sleep(0)
+        reader.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await reader
+        assert mailbox._waiter is None
     mailbox.put("after")
     await mailbox.wait()
     assert mailbox.poll() == "after"
