@@ -5,11 +5,12 @@ from __future__ import annotations
 import ast
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
 
-from sdax import AsyncTask, Limit
+from sdax import AsyncDagTaskProcessor, AsyncTask, Limit, task_func
 from sdax.actors import coordinator, messages, task_actor
 from sdax.actors.coordinator import Coordinator
 from sdax.actors.flow import FINISHED, Flow
@@ -207,6 +208,36 @@ async def test_phases_run_in_order_and_none_is_left_after_post() -> None:
     assert order == [PhaseId.PRE_EXEC, PhaseId.EXECUTE, PhaseId.POST_EXEC]
     with pytest.raises(RuntimeError, match="the run is over"):
         await run.run_next_phase()
+
+
+async def test_each_phase_runs_in_its_own_named_task_made_by_the_loops_task_factory() -> None:
+    loop = asyncio.get_running_loop()
+    made: list[asyncio.Task[Any]] = []
+
+    def factory(loop: asyncio.AbstractEventLoop, coro: Any, **options: Any) -> asyncio.Task[Any]:
+        task = asyncio.Task(coro, loop=loop, **options)
+        made.append(task)
+        return task
+
+    ran_in: dict[str, asyncio.Task[Any] | None] = {}
+
+    async def record(ctx: object) -> None:
+        ran_in[f"{len(ran_in)}"] = asyncio.current_task()
+
+    phase = task_func(record)
+    processor = AsyncDagTaskProcessor[None].builder()
+    processor.add_task(AsyncTask("A", pre_execute=phase, execute=phase, post_execute=phase))
+    loop.set_task_factory(factory)
+    try:
+        await processor.build().process_tasks(None)
+    finally:
+        loop.set_task_factory(None)
+    assert list(ran_in.values()) == made  # one task per phase, each from the factory
+    assert [task.get_name() for task in made] == [
+        "sdax pre_execute",
+        "sdax execute",
+        "sdax post_execute",
+    ]
 
 
 def test_a_flow_passes_through_nodes_without_the_phase_and_reports_who_is_ready() -> None:

@@ -18,7 +18,7 @@ import sys
 from collections.abc import Callable, Coroutine
 from functools import partial
 from types import CoroutineType
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
@@ -39,7 +39,14 @@ from sdax.declarations import PhaseId, TaskFunction
 from sdax.errors import PhaseCancelledError, annotate
 from sdax.graph import TaskNode
 
-TaskFactory = Callable[[Coroutine[Any, Any, None]], "asyncio.Task[None]"]
+
+class TaskFactory(Protocol):
+    def __call__(self, coro: Coroutine[Any, Any, None], *, name: str) -> asyncio.Task[None]: ...
+
+
+# Phase tasks are named after their phase. A shared name costs nothing per
+# task, where asyncio would format a fresh "Task-<n>" string for each one.
+PHASE_TASK_NAMES = {phase: f"sdax {phase}" for phase in PhaseId}
 
 
 def task_starter(loop: asyncio.AbstractEventLoop) -> TaskFactory:
@@ -105,7 +112,9 @@ class TaskActor:
         self._phase = phase
         self._cancel_reason = None
         function = self._node.functions[phase]
-        self._task = self._scope.create_task(self._run(phase, function, command.within))
+        self._task = self._scope.create_task(
+            self._run(phase, function, command.within), name=PHASE_TASK_NAMES[phase]
+        )
 
     def _cancel(self, command: CancelPhase) -> None:
         task = self._task
