@@ -41,6 +41,8 @@ from sdax.graph import TaskNode
 
 
 class TaskFactory(Protocol):
+    """Starts one phase task: `loop.create_task`, or the Task class bound to the loop."""
+
     def __call__(self, coro: Coroutine[Any, Any, None], *, name: str) -> asyncio.Task[None]: ...
 
 
