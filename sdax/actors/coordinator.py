@@ -350,13 +350,23 @@ class Coordinator:
 
     # -- events --------------------------------------------------------------------
 
-    def _settle(self, event: PhaseSucceeded | PhaseFailed | PhaseCancelled) -> None:
-        # A phase has ended, whatever its outcome: it runs no more and holds no slot.
+    def _on_phase_ended(self, event: PhaseSucceeded | PhaseFailed | PhaseCancelled) -> None:
+        # Whatever the outcome, the phase runs no more and holds no slot.
         self._in_flight -= 1
         if self._admission is not None:
             self._admission.release(event.task)
         if self._watch is not None:
             self._watch.phase_ended(event)
+        if isinstance(event, PhaseSucceeded):  # nearly every phase of every run
+            if event.phase is not EXECUTE:  # the task is through its pre or its cleanup
+                self._through.append(event.task)
+            return
+        if event.phase is POST:
+            self._through.append(event.task)  # a cleanup is over however it ended
+        if isinstance(event, PhaseFailed):
+            self._record_failure(event)
+        else:
+            self._stopped.append(event)
 
     def _on_retrying(self, event: PhaseRetrying) -> None:
         if self._watch is not None:
@@ -368,33 +378,16 @@ class Coordinator:
         if self._admission.claim(event.task):
             self._begin(event.phase, [event.task])
 
-    def _on_succeeded(self, event: PhaseSucceeded) -> None:
-        # `_settle`, inlined: this runs once for nearly every phase of every run.
-        self._in_flight -= 1
-        if self._admission is not None:
-            self._admission.release(event.task)
-        if self._watch is not None:
-            self._watch.phase_ended(event)
-        if event.phase is not EXECUTE:  # the task is through its pre or its cleanup
-            self._through.append(event.task)
-
-    def _on_failed(self, event: PhaseFailed) -> None:
-        self._settle(event)
+    def _record_failure(self, event: PhaseFailed) -> None:
         fatal = self._outcome.failed(self._graph.keys[event.task], event.phase, event.error)
         if fatal and self._interruption is None:
             self._interruption = event.error
         if event.phase is POST:
-            self._through.append(event.task)  # a failed cleanup never stops the others
-        elif fatal:
+            return  # a failed cleanup never stops the others
+        if fatal:
             self._abort(CancelReason.FATAL_ERROR)
         elif event.phase is PRE:
             self._abort(CancelReason.SIBLING_FAILED)
-
-    def _on_cancelled(self, event: PhaseCancelled) -> None:
-        self._settle(event)
-        self._stopped.append(event)
-        if event.phase is POST:
-            self._through.append(event.task)
 
     def _on_deadline(self, event: DeadlineExpired) -> None:
         # Only a run still going forward times out; a failing one keeps its failures.
@@ -456,9 +449,9 @@ _ENTER: dict[PhaseId, Callable[[Coordinator], None]] = {
 }
 
 _EVENT_HANDLERS: dict[type[Any], Callable[[Coordinator, Any], None]] = {
-    PhaseSucceeded: Coordinator._on_succeeded,
-    PhaseFailed: Coordinator._on_failed,
-    PhaseCancelled: Coordinator._on_cancelled,
+    PhaseSucceeded: Coordinator._on_phase_ended,
+    PhaseFailed: Coordinator._on_phase_ended,
+    PhaseCancelled: Coordinator._on_phase_ended,
     PhaseRetrying: Coordinator._on_retrying,
     SlotsGranted: Coordinator._on_slots_granted,
     DeadlineExpired: Coordinator._on_deadline,
