@@ -240,6 +240,31 @@ async def test_each_phase_runs_in_its_own_named_task_made_by_the_loops_task_fact
     ]
 
 
+async def test_without_a_task_factory_each_phase_still_runs_in_its_own_named_task() -> None:
+    outer = asyncio.current_task()
+    ran_in: list[asyncio.Task[Any] | None] = []
+
+    async def record(ctx: object) -> None:
+        ran_in.append(asyncio.current_task())
+
+    phase = task_func(record)
+    processor = AsyncDagTaskProcessor[None].builder()
+    processor.add_task(AsyncTask("A", pre_execute=phase, execute=phase, post_execute=phase))
+    processor.add_task(AsyncTask("B", pre_execute=phase, execute=phase, post_execute=phase))
+    await processor.build().process_tasks(None)
+    tasks = [task for task in ran_in if task is not None]
+    assert len(set(map(id, tasks))) == 6
+    assert outer not in tasks
+    assert sorted(task.get_name() for task in tasks) == [
+        "sdax execute",
+        "sdax execute",
+        "sdax post_execute",
+        "sdax post_execute",
+        "sdax pre_execute",
+        "sdax pre_execute",
+    ]
+
+
 def test_a_flow_passes_through_nodes_without_the_phase_and_reports_who_is_ready() -> None:
     # 0 -> 1 (no phase) -> 3 ; 0 -> 2 -> 3 ; only 0, 2 and 3 run the phase.
     edges = ((1, 2), (3,), (3,), ())

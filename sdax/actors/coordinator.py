@@ -44,7 +44,7 @@ from sdax.actors.messages import (
     StartPhase,
 )
 from sdax.actors.outcome import Outcome
-from sdax.actors.task_actor import RunScope, TaskActor, task_starter
+from sdax.actors.task_actor import RunScope, TaskActor, phase_starters
 from sdax.actors.watch import RunWatch
 from sdax.declarations import PhaseId
 from sdax.errors import RunTimeoutError
@@ -135,7 +135,7 @@ class Coordinator:
         self._watch = RunWatch(observers, graph) if observers else None
         loop = asyncio.get_running_loop()
         clock = time.perf_counter if observers else None  # events carry times if observed
-        self._scope = RunScope(ctx, self._mailbox, rng or _default_rng, task_starter(loop), clock)
+        self._scope = RunScope(ctx, self._mailbox, rng or _default_rng, phase_starters(loop), clock)
         self._admission = Admission(self._mailbox) if graph.any_limits else None
         self._commands = dict(START)
         if cleanup_timeout is not None:  # each post, all its attempts, within that many seconds

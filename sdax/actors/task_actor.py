@@ -18,7 +18,7 @@ import sys
 from collections.abc import Callable, Coroutine
 from functools import partial
 from types import CoroutineType
-from typing import Any, Protocol
+from typing import Any
 
 import msgspec
 
@@ -39,20 +39,17 @@ from sdax.declarations import PhaseId, TaskFunction
 from sdax.errors import PhaseCancelledError, annotate
 from sdax.graph import TaskNode
 
+PhaseStarter = Callable[[Coroutine[Any, Any, None]], "asyncio.Task[None]"]
+"""Starts one phase's task for a coroutine: `loop.create_task`, or the Task class, bound."""
 
-class TaskFactory(Protocol):
-    """Starts one phase task: `loop.create_task`, or the Task class bound to the loop."""
-
-    def __call__(self, coro: Coroutine[Any, Any, None], *, name: str) -> asyncio.Task[None]: ...
-
-
-# Phase tasks are named after their phase. A shared name costs nothing per
-# task, where asyncio would format a fresh "Task-<n>" string for each one.
+# Phase tasks are named after their phase ("sdax execute"), which asyncio
+# shows in task dumps and debug logs; before 3.12 it also spares asyncio
+# formatting a fresh "Task-<n>" string for each task.
 PHASE_TASK_NAMES = {phase: f"sdax {phase}" for phase in PhaseId}
 
 
-def task_starter(loop: asyncio.AbstractEventLoop) -> TaskFactory:
-    """How a run starts its phase tasks on `loop`.
+def phase_starters(loop: asyncio.AbstractEventLoop) -> dict[PhaseId, PhaseStarter]:
+    """How a run starts the tasks of each phase on `loop`, names bound in.
 
     With no custom task factory installed, constructing the Task directly
     does what `loop.create_task` would, minus a layer of Python calls per
@@ -62,31 +59,41 @@ def task_starter(loop: asyncio.AbstractEventLoop) -> TaskFactory:
     task and context (asyncio swaps the current task), every outcome is
     caught by `TaskActor._run`, and its event only lands in the mailbox,
     which the coordinator reads once it has finished starting the batch.
+    Every keyword is bound here, once per run: a call then passes only the
+    coroutine, and nothing merges keywords per task.
     """
     if loop.get_task_factory() is not None:
-        return loop.create_task
+        return {
+            phase: partial(loop.create_task, name=name) for phase, name in PHASE_TASK_NAMES.items()
+        }
     if sys.version_info >= (3, 12):
-        return partial(asyncio.Task, loop=loop, eager_start=True)
-    return partial(asyncio.Task, loop=loop)
+        return {
+            phase: partial(asyncio.Task, loop=loop, name=name, eager_start=True)
+            for phase, name in PHASE_TASK_NAMES.items()
+        }
+    return {
+        phase: partial(asyncio.Task, loop=loop, name=name)
+        for phase, name in PHASE_TASK_NAMES.items()
+    }
 
 
 class RunScope:
     """What every actor of one run shares: the context, where to report, and how to start."""
 
-    __slots__ = ("ctx", "outbox", "rng", "create_task", "clock")
+    __slots__ = ("ctx", "outbox", "rng", "starters", "clock")
 
     def __init__(
         self,
         ctx: object,
         outbox: Mailbox[Event],
         rng: random.Random,
-        create_task: TaskFactory,
+        starters: dict[PhaseId, PhaseStarter],
         clock: Callable[[], float] | None = None,
     ) -> None:
         self.ctx = ctx
         self.outbox = outbox
         self.rng = rng
-        self.create_task = create_task
+        self.starters = starters
         self.clock = clock  # set when the run is observed: events then carry their time
 
 
@@ -114,9 +121,7 @@ class TaskActor:
         self._phase = phase
         self._cancel_reason = None
         function = self._node.functions[phase]
-        self._task = self._scope.create_task(
-            self._run(phase, function, command.within), name=PHASE_TASK_NAMES[phase]
-        )
+        self._task = self._scope.starters[phase](self._run(phase, function, command.within))
 
     def _cancel(self, command: CancelPhase) -> None:
         task = self._task
