@@ -45,9 +45,14 @@ class CancelPhase(Struct, frozen=True, kw_only=True):
 
 
 # Events: task actor -> coordinator. Exactly one of these ends every started phase.
+#
+# Events that hold only numbers and enum members cannot be part of a
+# reference cycle, so they are kept out of the cyclic GC (gc=False): one is
+# made per phase, and thousands can be waiting in a batch, where the
+# collector would otherwise count and traverse them all.
 
 
-class PhaseSucceeded(Struct, frozen=True, kw_only=True):
+class PhaseSucceeded(Struct, frozen=True, kw_only=True, gc=False):
     """The phase function returned (after any retries)."""
 
     task: int
@@ -70,7 +75,7 @@ class PhaseFailed(Struct, frozen=True, kw_only=True):
     attempts: int = 1
 
 
-class PhaseCancelled(Struct, frozen=True, kw_only=True):
+class PhaseCancelled(Struct, frozen=True, kw_only=True, gc=False):
     """The phase function stopped because the coordinator cancelled it."""
 
     task: int
