@@ -42,6 +42,9 @@ from sdax.graph import TaskNode
 PhaseStarter = Callable[[Coroutine[Any, Any, None]], "asyncio.Task[None]"]
 """Starts one phase's task for a coroutine: `loop.create_task`, or the Task class, bound."""
 
+# Whether a phase task can finish inside the call that creates it (3.12's eager start).
+_EAGER_STARTS = sys.version_info >= (3, 12)
+
 # Phase tasks are named after their phase ("sdax execute"), which asyncio
 # shows in task dumps and debug logs; before 3.12 it also spares asyncio
 # formatting a fresh "Task-<n>" string for each task.
@@ -121,7 +124,11 @@ class TaskActor:
         self._phase = phase
         self._cancel_reason = None
         function = self._node.functions[phase]
-        self._task = self._scope.starters[phase](self._run(phase, function, command.within))
+        task = self._scope.starters[phase](self._run(phase, function, command.within))
+        # From 3.12 the phase may have run to its end eagerly, inside that call:
+        # holding on to its finished task would only keep it from being freed.
+        if not (_EAGER_STARTS and task.done()):
+            self._task = task
 
     def _cancel(self, command: CancelPhase) -> None:
         task = self._task
