@@ -252,7 +252,7 @@ class Coordinator:
         failure in the batch is known before anything it dooms is started.
         """
         mailbox, through = self._mailbox, self._through
-        while len(mailbox):
+        while mailbox.pending:
             for event in mailbox.take_all():
                 _EVENT_HANDLERS[type(event)](self, event)
             if through:
@@ -264,7 +264,7 @@ class Coordinator:
         admission = self._admission
         # Busy while phases run, or wait for slots that other phases will give back.
         while self._in_flight or (admission is not None and admission.waiting):
-            if len(mailbox):
+            if mailbox.pending:
                 self._handle_delivered()
                 continue
             try:

@@ -35,15 +35,19 @@ def _yield_once() -> Generator[None, None, None]:
 class Mailbox(Generic[M]):
     """A single-reader, unbounded message queue for one event loop."""
 
-    __slots__ = ("_messages", "_waiter")
+    __slots__ = ("pending", "_waiter")
 
     def __init__(self) -> None:
-        self._messages: deque[M] = deque()
+        # What has been delivered and not yet taken, oldest first. Public so the
+        # reader's "anything there?" test is an attribute load, not a call to
+        # __len__ (a Python-level slot call, several per loop iteration); the
+        # reader takes messages only with `take_all()` or `poll()`.
+        self.pending: deque[M] = deque()
         self._waiter: asyncio.Future[None] | None = None
 
     def put(self, message: M) -> None:
         """Deliver `message`; wakes the reader if it is waiting. Never blocks."""
-        self._messages.append(message)
+        self.pending.append(message)
         waiter = self._waiter
         if waiter is not None:
             self._waiter = None
@@ -52,23 +56,23 @@ class Mailbox(Generic[M]):
 
     def poll(self) -> M | None:
         """The oldest message, or None when the mailbox is empty."""
-        return self._messages.popleft() if self._messages else None
+        return self.pending.popleft() if self.pending else None
 
     def take_all(self) -> deque[M]:
         """Every message delivered so far, oldest first, leaving the mailbox empty.
 
         Messages put while the batch is being handled wait for the next batch.
         """
-        messages = self._messages
-        self._messages = deque()
+        messages = self.pending
+        self.pending = deque()
         return messages
 
     async def wait(self) -> None:
         """Return once a message is there. Cancellation propagates unchanged."""
-        if self._messages:
+        if self.pending:
             return
         await _yield_once()  # let what is ready run first: it may be about to reply
-        if self._messages:
+        if self.pending:
             return
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiter = waiter
@@ -78,4 +82,4 @@ class Mailbox(Generic[M]):
             self._waiter = None
 
     def __len__(self) -> int:
-        return len(self._messages)
+        return len(self.pending)
