@@ -1,7 +1,7 @@
 """The queue the coordinator reads its events from.
 
 An asyncio.Queue does more than an actor needs here (size limits, task
-accounting, a waiter deque, a future per `get()`). A mailbox is a deque and
+accounting, a waiter deque, a future per `get()`). A mailbox is a list and
 at most one waiter future: `put()` never blocks, and the single reader
 drains everything that is there before it waits, so a future is created
 once per loop iteration at most, not once per message.
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import types
-from collections import deque
 from collections.abc import Generator
 from typing import Generic, TypeVar
 
@@ -42,7 +41,7 @@ class Mailbox(Generic[M]):
         # reader's "anything there?" test is an attribute load, not a call to
         # __len__ (a Python-level slot call, several per loop iteration); the
         # reader takes messages only with `take_all()` or `poll()`.
-        self.pending: deque[M] = deque()
+        self.pending: list[M] = []
         self._waiter: asyncio.Future[None] | None = None
 
     def put(self, message: M) -> None:
@@ -56,15 +55,15 @@ class Mailbox(Generic[M]):
 
     def poll(self) -> M | None:
         """The oldest message, or None when the mailbox is empty."""
-        return self.pending.popleft() if self.pending else None
+        return self.pending.pop(0) if self.pending else None
 
-    def take_all(self) -> deque[M]:
+    def take_all(self) -> list[M]:
         """Every message delivered so far, oldest first, leaving the mailbox empty.
 
         Messages put while the batch is being handled wait for the next batch.
         """
         messages = self.pending
-        self.pending = deque()
+        self.pending = []
         return messages
 
     async def wait(self) -> None:
