@@ -80,17 +80,33 @@ async def test_the_mailbox_delivers_in_order_and_wakes_its_parked_reader() -> No
 
 async def test_a_mailbox_reader_finds_news_that_arrived_while_it_yielded() -> None:
     mailbox: Mailbox[str] = Mailbox()
-    reader = asyncio.create_task(mailbox.wait())
 
     async def reply() -> None:  # ready before the reader's first step, as a phase is
         mailbox.put("done at once")
 
-    replier = asyncio.create_task(reply())
-    await asyncio.sleep(0)  # the reader's first step: it yields behind the replier
-    assert mailbox._waiter is None  # and it never needed a future
+    for _ in range(2):  # a yield that paid off is tried again next time
+        reader = asyncio.create_task(mailbox.wait())
+        replier = asyncio.create_task(reply())
+        await asyncio.sleep(0)  # the reader's first step: it yields behind the replier
+        assert mailbox._waiter is None  # and it never needed a future
+        await reader
+        await replier
+        assert mailbox.poll() == "done at once"
+
+
+async def test_once_a_yield_found_nothing_the_mailbox_reader_parks_at_once() -> None:
+    mailbox: Mailbox[str] = Mailbox()
+    reader = asyncio.create_task(mailbox.wait())
+    await parked(mailbox)  # it yielded, found nothing, and parked
+    mailbox.put("one")
     await reader
-    await replier
-    assert mailbox.poll() == "done at once"
+    assert mailbox.take_all() == ["one"]
+    reader = asyncio.create_task(mailbox.wait())
+    await asyncio.sleep(0)  # the reader's first step
+    assert mailbox._waiter is not None  # parked in it, without yielding first
+    mailbox.put("two")
+    await reader
+    assert mailbox.take_all() == ["two"]
 
 
 async def test_a_cancelled_mailbox_wait_propagates_and_leaves_the_mailbox_usable() -> None:
