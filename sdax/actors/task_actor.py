@@ -65,19 +65,13 @@ def phase_starters(loop: asyncio.AbstractEventLoop) -> dict[PhaseId, PhaseStarte
     Every keyword is bound here, once per run: a call then passes only the
     coroutine, and nothing merges keywords per task.
     """
-    if loop.get_task_factory() is not None:
-        return {
-            phase: partial(loop.create_task, name=name) for phase, name in PHASE_TASK_NAMES.items()
-        }
-    if sys.version_info >= (3, 12):
-        return {
-            phase: partial(asyncio.Task, loop=loop, name=name, eager_start=True)
-            for phase, name in PHASE_TASK_NAMES.items()
-        }
-    return {
-        phase: partial(asyncio.Task, loop=loop, name=name)
-        for phase, name in PHASE_TASK_NAMES.items()
-    }
+    make: Callable[..., asyncio.Task[None]] = loop.create_task
+    options: dict[str, Any] = {}
+    if loop.get_task_factory() is None:
+        make, options = asyncio.Task, {"loop": loop}
+        if _EAGER_STARTS:
+            options["eager_start"] = True
+    return {phase: partial(make, name=name, **options) for phase, name in PHASE_TASK_NAMES.items()}
 
 
 class RunScope:
