@@ -86,6 +86,3 @@ class Mailbox(Generic[M]):
             await waiter
         finally:
             self._waiter = None
-
-    def __len__(self) -> int:
-        return len(self.pending)
