@@ -6,7 +6,14 @@ import asyncio
 
 import pytest
 
-from sdax import AsyncDagTaskProcessor, AsyncTask, SdaxExecutionError, join, task_func
+from sdax import (
+    AsyncDagTaskProcessor,
+    AsyncTask,
+    RunObserver,
+    SdaxExecutionError,
+    join,
+    task_func,
+)
 from tests.support import EXEC, HOLD, OK, POST, PRE, Ok, Probe, Raise, matches_sequence
 
 
@@ -92,7 +99,12 @@ async def test_a_pre_failure_cancels_running_pres_starts_nothing_and_skips_execu
     assert sorted(probe.keys("start", POST)) == ["A", "B", "C"]
 
 
-async def test_pres_ending_together_start_no_dependent_when_one_of_them_failed() -> None:
+# Observed, the coordinator hands every event to its handler; bare, it counts
+# successes inline: both must reach the same outcome from the same batch.
+@pytest.mark.parametrize("observers", [(), (RunObserver(),)], ids=["bare", "observed"])
+async def test_pres_ending_together_start_no_dependent_when_one_of_them_failed(
+    observers: tuple[RunObserver, ...],
+) -> None:
     # A and B finish without suspending, so both outcomes reach the coordinator
     # in one batch: B's failure is known before A's success would release C.
     probe = Probe()
@@ -103,7 +115,7 @@ async def test_pres_ending_together_start_no_dependent_when_one_of_them_failed()
         (probe.task("C", pre=OK, post=OK), ("A",)),
     )
     with pytest.raises(SdaxExecutionError) as caught:
-        await processor.process_tasks(None)
+        await processor.process_tasks(None, observers=observers)
     assert caught.value.leaf_exceptions() == [error]
     assert probe.count("start", "C", PRE) == 0
     assert sorted(probe.keys("start", POST)) == ["A", "B"]
