@@ -57,6 +57,7 @@ async def run_bare(fn: Phase, expected: int) -> None:
                 done.set_result(None)
 
     # Named, as a runner would name them: on 3.11 an unnamed task formats "Task-<n>".
+    # Held until all have ended: the loop keeps only weak references to tasks.
     tasks = [asyncio.Task(phase(), loop=loop, name="phase") for _ in range(expected)]
     await done
     del tasks
