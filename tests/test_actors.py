@@ -75,7 +75,8 @@ async def test_the_mailbox_delivers_in_order_and_wakes_its_parked_reader() -> No
     mailbox.put("one")
     mailbox.put("two")
     await reader
-    assert [mailbox.poll(), mailbox.poll(), mailbox.poll()] == ["one", "two", None]
+    assert mailbox.take_all() == ["one", "two"]
+    assert mailbox.take_all() == []
 
 
 async def test_a_mailbox_reader_finds_news_that_arrived_while_it_yielded() -> None:
@@ -91,7 +92,7 @@ async def test_a_mailbox_reader_finds_news_that_arrived_while_it_yielded() -> No
         assert mailbox._waiter is None  # and it never needed a future
         await reader
         await replier
-        assert mailbox.poll() == "done at once"
+        assert mailbox.take_all() == ["done at once"]
 
 
 async def test_once_a_yield_found_nothing_the_mailbox_reader_parks_at_once() -> None:
@@ -123,7 +124,7 @@ async def test_a_cancelled_mailbox_wait_propagates_and_leaves_the_mailbox_usable
         assert mailbox._waiter is None
     mailbox.put("after")
     await mailbox.wait()
-    assert mailbox.poll() == "after"
+    assert mailbox.take_all() == ["after"]
 
 
 def graph_of(*tasks_and_deps: tuple[object, tuple[str, ...]]):  # type: ignore[no-untyped-def]

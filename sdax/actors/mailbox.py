@@ -44,7 +44,7 @@ class Mailbox(Generic[M]):
         # What has been delivered and not yet taken, oldest first. Public so the
         # reader's "anything there?" test is an attribute load, not a call to
         # __len__ (a Python-level slot call, several per loop iteration); the
-        # reader takes messages only with `take_all()` or `poll()`.
+        # reader takes messages only with `take_all()`.
         self.pending: list[M] = []
         self._waiter: asyncio.Future[None] | None = None
         self._yielding = True  # until a yield before parking finds nothing
@@ -57,10 +57,6 @@ class Mailbox(Generic[M]):
             self._waiter = None
             if not waiter.done():
                 waiter.set_result(None)
-
-    def poll(self) -> M | None:
-        """The oldest message, or None when the mailbox is empty."""
-        return self.pending.pop(0) if self.pending else None
 
     def take_all(self) -> list[M]:
         """Every message delivered so far, oldest first, leaving the mailbox empty.
