@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     from sdax.report import RunReport
@@ -39,6 +39,33 @@ class RunTimeoutError(TimeoutError):
         self.failures = failures
         self.report: RunReport | None = None  # set when the run was asked for a report
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Rebuilt from what __init__ takes, not from the message in `args`.
+        return type(self), (self.timeout, self.failures), self.__dict__
+
+
+class CleanupAbandonedError(Exception):
+    """A post_execute the run owed was cut short or never started: the cleanup budget expired.
+
+    `cleanup_budget=` bounds a run's whole cleanup stage. When it expires, a
+    post that is still running is cancelled (`started` is True) and a post
+    not yet started is skipped (`started` is False); each is reported as one
+    of these among the run's failures, so abandoned cleanup is never silent.
+    """
+
+    def __init__(self, task: Hashable, phase: str, budget: float, started: bool) -> None:
+        what = "was cancelled while it ran" if started else "never started"
+        super().__init__(
+            f"cleanup abandoned: the run's cleanup budget of {budget:g} s expired; it {what}"
+        )
+        self.task = task
+        self.phase = phase
+        self.budget = budget
+        self.started = started
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.task, self.phase, self.budget, self.started), self.__dict__
+
 
 class DependencyCycleError(ValueError):
     """The declared dependencies form a cycle; `cycle` lists it, first key repeated last."""
@@ -51,6 +78,9 @@ class DependencyCycleError(ValueError):
         else:
             detail = "each task depends on the next"
         super().__init__(f"dependency cycle: {path} ({detail}); remove one of these dependencies")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.cycle,), self.__dict__
 
 
 class TaskFailure(NamedTuple):

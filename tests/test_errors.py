@@ -1,12 +1,28 @@
-"""The run's error: the primary failure, failures by task, a readable message (issue 6)."""
+"""The run's error: the primary failure, failures by task, a readable message; and every
+sdax exception survives pickle and copy."""
 
 from __future__ import annotations
 
 import asyncio
+import copy
+import pickle
+from collections.abc import Callable
 
 import pytest
 
-from sdax import AsyncDagTaskProcessor, SdaxExecutionError, flatten_exceptions
+import sdax
+from sdax import (
+    AsyncDagTaskProcessor,
+    CleanupAbandonedError,
+    DependencyCycleError,
+    PhaseCancelledError,
+    RetryableException,
+    RunReport,
+    RunTimeoutError,
+    SdaxExecutionError,
+    TaskFailure,
+    flatten_exceptions,
+)
 from tests.support import HOLD, OK, Probe, Raise
 
 
@@ -69,3 +85,93 @@ async def test_except_star_and_leaf_exceptions_keep_working_with_the_new_fields(
     assert oses_part.primary is close_error
     assert oses_part.by_task() == {"Auth": [("post_execute", close_error)]}
     assert values_part.exceptions == (first,)
+
+
+# -- exceptions travel: pickle and copy (SPEC §4, "Exceptions travel") ---------------
+
+
+def sample_errors() -> list[BaseException]:
+    """One instance of every exception class sdax defines, with its attributes filled in."""
+    leaf = ValueError("bad token")
+    leaf.add_note("sdax: raised by task 'Auth' pre_execute")
+    failures = SdaxExecutionError(
+        "1 task failed", [leaf], [TaskFailure("Auth", "pre_execute", leaf)]
+    )
+    abandoned = CleanupAbandonedError(("db", 1), "post_execute", 0.5, started=True)
+    abandoned.add_note("sdax: task ('db', 1) post_execute abandoned by the run's cleanup budget")
+    return [
+        RetryableException("try again"),
+        PhaseCancelledError("task 'A' pre_execute ended with a CancelledError"),
+        RunTimeoutError(2.0, failures),
+        RunTimeoutError(0.25, None),
+        CleanupAbandonedError("B", "post_execute", 0.0, started=False),
+        abandoned,
+        DependencyCycleError(["A", "B", "A"]),
+        DependencyCycleError(["A", "A"]),
+        failures,
+    ]
+
+
+def test_every_exception_class_sdax_exports_has_a_sample() -> None:
+    exported = {
+        value
+        for value in vars(sdax).values()
+        if isinstance(value, type) and issubclass(value, BaseException)
+    }
+    assert exported == {type(error) for error in sample_errors()}
+
+
+def same_error(copied: BaseException, original: BaseException) -> None:
+    assert type(copied) is type(original)
+    assert str(copied) == str(original)
+    assert repr(copied.args) == repr(original.args)
+    assert getattr(copied, "__notes__", None) == getattr(original, "__notes__", None)
+    for name, value in vars(original).items():
+        if name == "__notes__":
+            continue
+        copied_value = getattr(copied, name)
+        if isinstance(value, BaseException):
+            same_error(copied_value, value)
+        elif isinstance(value, tuple) and value and isinstance(value[0], TaskFailure):
+            assert [(f.key, f.phase, str(f.error)) for f in copied_value] == [
+                (f.key, f.phase, str(f.error)) for f in value
+            ]
+        else:
+            assert copied_value == value, name
+
+
+@pytest.mark.parametrize(
+    "travel",
+    [
+        lambda error: pickle.loads(pickle.dumps(error)),
+        copy.copy,
+        copy.deepcopy,
+    ],
+    ids=["pickle", "copy", "deepcopy"],
+)
+def test_every_sdax_exception_survives_pickle_and_copy(
+    travel: Callable[[BaseException], BaseException],
+) -> None:
+    for original in sample_errors():
+        same_error(travel(original), original)
+
+
+async def test_a_failed_runs_error_and_report_survive_pickle() -> None:
+    error, _ = await failing_run()
+    error.report = RunReport(run_id=7, tag="job-1", outcome="failed")
+    copied = pickle.loads(pickle.dumps(error))
+    assert isinstance(copied, SdaxExecutionError)
+    assert str(copied) == str(error)
+    assert copied.report == error.report
+    assert [failure.key for failure in copied.failures] == ["Auth", "Auth"]
+    assert copied.primary is copied.failures[0].error  # identities kept inside the copy
+
+
+async def test_a_run_timeout_error_from_a_real_run_survives_pickle() -> None:
+    probe = Probe()
+    processor = AsyncDagTaskProcessor[None].builder().add_task(probe.task("A", pre=HOLD)).build()
+    with pytest.raises(RunTimeoutError) as caught:
+        await processor.process_tasks(None, timeout=0)
+    copied = pickle.loads(pickle.dumps(caught.value))
+    assert type(copied) is RunTimeoutError
+    assert (copied.timeout, str(copied)) == (0, str(caught.value))
