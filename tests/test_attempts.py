@@ -58,7 +58,53 @@ async def test_a_timeout_bounds_each_attempt_with_the_builtin_timeout_error() ->
 
     leaf = await run_and_get_leaf(single(task_func(hangs, timeout=0)))
     assert type(leaf) is TimeoutError
-    assert any("timed out" in note for note in leaf.__notes__)
+    assert str(leaf) == "timed out after 0 s"  # in the message, not only in a note
+
+
+async def test_an_attempt_that_swallows_its_timeout_still_timed_out_and_nothing_starts_on_it() -> (
+    None
+):
+    async def swallows(ctx: list[str]) -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            ctx.append("swallowed")  # and returns, as if it had succeeded late
+
+    async def dependent(ctx: list[str]) -> None:
+        ctx.append("dependent ran")
+
+    processor = (
+        AsyncDagTaskProcessor[list[str]]
+        .builder()
+        .add_task(AsyncTask("Slow", pre_execute=task_func(swallows, timeout=0)))
+        .add_task(AsyncTask("Next", pre_execute=task_func(dependent)), depends_on=("Slow",))
+        .build()
+    )
+    ctx: list[str] = []
+    with pytest.raises(SdaxExecutionError) as caught:
+        await processor.process_tasks(ctx)
+    [leaf] = caught.value.leaf_exceptions()
+    assert type(leaf) is TimeoutError
+    assert str(leaf) == "timed out after 0 s"
+    assert ctx == ["swallowed"]
+
+
+async def test_a_post_cut_off_by_cleanup_timeout_says_so_in_its_message() -> None:
+    async def hangs(ctx: object) -> None:
+        await asyncio.Event().wait()
+
+    async def opens(ctx: object) -> None:
+        pass
+
+    processor = single(task_func(opens), post=task_func(hangs))
+    with pytest.raises(SdaxExecutionError) as caught:
+        await processor.process_tasks(None, cleanup_timeout=0)
+    [leaf] = caught.value.leaf_exceptions()
+    assert type(leaf) is TimeoutError
+    assert str(leaf) == "cut off by cleanup_timeout=0 s"
+    assert (
+        str(caught.value).splitlines()[1].endswith("TimeoutError: cut off by cleanup_timeout=0 s")
+    )
 
 
 async def test_retries_exhausted_on_timeouts_report_the_last_timeout() -> None:
@@ -72,7 +118,7 @@ async def test_retries_exhausted_on_timeouts_report_the_last_timeout() -> None:
     leaf = await run_and_get_leaf(single(task_func(hangs, timeout=0, retries=2, initial_delay=0)))
     assert type(leaf) is TimeoutError
     assert calls == 3
-    assert "sdax: attempt 3 of 3" in leaf.__notes__
+    assert str(leaf) == "attempt 3 of 3 timed out after 0 s"
 
 
 async def test_a_retryable_failure_is_retried_until_an_attempt_succeeds() -> None:

@@ -11,7 +11,7 @@ import asyncio
 import inspect
 import random
 from collections.abc import Awaitable
-from types import CoroutineType
+from types import CoroutineType, TracebackType
 from typing import Any, Protocol
 
 from sdax.actors.task_group import SdaxTaskGroup
@@ -68,14 +68,8 @@ async def run_phase(
     if within is None:
         await run_attempts(function, ctx, where, rng, listener)
         return
-    bound = asyncio.timeout(within)
-    try:
-        async with bound:
-            await run_attempts(function, ctx, where, rng, listener)
-    except TimeoutError as error:
-        if bound.expired():
-            annotate(error, f"sdax: {where} cut off by cleanup_timeout={within:g} s")
-        raise
+    async with _Bound(within, f"cut off by cleanup_timeout={within:g} s", where):
+        await run_attempts(function, ctx, where, rng, listener)
 
 
 async def run_attempts(
@@ -98,7 +92,7 @@ async def run_attempts(
         if attempt > 1 and listener is not None:
             listener.attempt_started(attempt)
         try:
-            await _attempt(function, ctx, where)
+            await _attempt(function, ctx, where, attempt, attempts)
             return
         except asyncio.CancelledError:
             raise
@@ -115,18 +109,61 @@ async def run_attempts(
             await asyncio.sleep(delay)  # still handling `error`: an interruption chains to it
 
 
-async def _attempt(function: TaskFunction[Any], ctx: object, where: str) -> None:
+async def _attempt(
+    function: TaskFunction[Any], ctx: object, where: str, attempt: int, attempts: int
+) -> None:
     if function.timeout is None:
         await _call(function, ctx, where)
         return
-    deadline = asyncio.timeout(function.timeout)
-    try:
-        async with deadline:
-            await _call(function, ctx, where)
-    except TimeoutError as error:
-        if deadline.expired():  # ours, not one the function raised itself
-            annotate(error, f"sdax: {where} timed out after {function.timeout:g} s")
-        raise
+    async with _Bound(function.timeout, _timed_out(attempt, attempts, function.timeout), where):
+        await _call(function, ctx, where)
+
+
+def _timed_out(attempt: int, attempts: int, seconds: float) -> str:
+    if attempts == 1:
+        return f"timed out after {seconds:g} s"
+    return f"attempt {attempt} of {attempts} timed out after {seconds:g} s"
+
+
+class _Bound:
+    """`asyncio.timeout(seconds)` whose expiry is a TimeoutError saying what it cut off.
+
+    What happened is the TimeoutError's own message, so `str(error)` tells
+    it; a note says the same with the task and phase, and marks the error as
+    sdax's own rather than one the function raised. A function that swallows
+    the cancellation and returns anyway has still run out of time: that is a
+    TimeoutError too, and its late result is discarded (nothing that depends
+    on it may start on it).
+    """
+
+    __slots__ = ("_timeout", "_message", "_where")
+
+    def __init__(self, seconds: float, message: str, where: str) -> None:
+        self._timeout = asyncio.timeout(seconds)
+        self._message = message
+        self._where = where
+
+    async def __aenter__(self) -> None:
+        await self._timeout.__aenter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            await self._timeout.__aexit__(exc_type, exc, tb)
+        except TimeoutError as error:
+            error.args = (self._message,)  # asyncio's own carries no message
+            raise self._noted(error) from error.__cause__
+        if self._timeout.expired() and (exc is None or isinstance(exc, Exception)):
+            # Expired, yet the body ended without the cancellation: it swallowed it.
+            raise self._noted(TimeoutError(self._message)) from exc
+
+    def _noted(self, error: TimeoutError) -> TimeoutError:
+        error.add_note(f"sdax: {self._where} {self._message}")
+        return error
 
 
 async def _call(function: TaskFunction[Any], ctx: object, where: str) -> None:
