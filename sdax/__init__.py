@@ -20,6 +20,7 @@ from sdax.declarations import (
     task_thread_func,
 )
 from sdax.errors import (
+    CleanupAbandonedError,
     DependencyCycleError,
     PhaseCancelledError,
     RetryableException,
@@ -74,6 +75,7 @@ __all__ = [
     "AsyncPhaseRunner",
     "AsyncTask",
     "AsyncTaskProcessor",
+    "CleanupAbandonedError",
     "DependencyCycleError",
     "ExecutionGraph",
     "ExecutionWave",

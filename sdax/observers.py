@@ -28,6 +28,7 @@ class PhaseOutcome(enum.Enum):
     FAILED = "failed"
     TIMED_OUT = "timed_out"  # failed with a TimeoutError (its own timeout or cleanup_timeout)
     CANCELLED = "cancelled"  # stopped by sdax: sibling failure, caller, deadline, fatal error
+    ABANDONED = "abandoned"  # a cleanup the run's cleanup budget cut short or skipped
     SKIPPED = "skipped"  # never started (reports only)
 
 
@@ -39,11 +40,16 @@ class RunOutcome(enum.Enum):
     INTERRUPTED = "interrupted"  # a task raised KeyboardInterrupt, SystemExit, ...
 
 
+# Every event carries the run's `tag`: what the caller passed as
+# `process_tasks(ctx, tag=...)` (a request or job id, say), or None.
+
+
 class RunStarted(Struct, frozen=True, kw_only=True):
     run_id: int
     at: float
     # Every task, with the phases it declares, in declaration order.
     tasks: tuple[tuple[Hashable, tuple[PhaseId, ...]], ...]
+    tag: str | None = None
 
 
 class PhaseStarted(Struct, frozen=True, kw_only=True):
@@ -51,6 +57,7 @@ class PhaseStarted(Struct, frozen=True, kw_only=True):
     task: Hashable
     phase: PhaseId
     at: float
+    tag: str | None = None
 
 
 class PhaseRetried(Struct, frozen=True, kw_only=True):
@@ -63,17 +70,25 @@ class PhaseRetried(Struct, frozen=True, kw_only=True):
     error: BaseException
     delay: float
     at: float
+    tag: str | None = None
 
 
 class PhaseFinished(Struct, frozen=True, kw_only=True):
+    """A started phase ended; or, with outcome ABANDONED and 0 attempts, a cleanup was skipped.
+
+    `duration` is seconds from the phase's start to its end (0.0 if it never started).
+    """
+
     run_id: int
     task: Hashable
     phase: PhaseId
     outcome: PhaseOutcome
     attempts: int  # attempts begun; a retry cut short in its backoff never began
     at: float
+    duration: float = 0.0
     error: BaseException | None = None
     cancel_reason: str | None = None  # why sdax cancelled it, for CANCELLED
+    tag: str | None = None
 
 
 class RunFinished(Struct, frozen=True, kw_only=True):
@@ -81,6 +96,7 @@ class RunFinished(Struct, frozen=True, kw_only=True):
     outcome: RunOutcome
     at: float
     error: BaseException | None = None  # what the run raises, if anything
+    tag: str | None = None
 
 
 class RunObserver:
@@ -96,7 +112,7 @@ class RunObserver:
         """An attempt failed and will be retried."""
 
     def phase_finished(self, event: PhaseFinished) -> None:
-        """A started phase ended, whatever the outcome."""
+        """A started phase ended, whatever the outcome (or the budget skipped a cleanup)."""
 
     def run_finished(self, event: RunFinished) -> None:
         """Cleanup is over; the run returns or raises `event.error` next."""

@@ -83,6 +83,7 @@ class RunReport(Struct, kw_only=True):
     """Every task and phase of one run, with the run's outcome."""
 
     run_id: int
+    tag: str | None = None  # the run's `tag=`, e.g. a request or job id
     outcome: str = "running"
     start: float | None = None
     end: float | None = None
@@ -115,7 +116,7 @@ class ReportRecorder(RunObserver):
         self._phases: dict[tuple[Hashable, PhaseId], PhaseReport] = {}
 
     def run_started(self, event: RunStarted) -> None:
-        self.report = RunReport(run_id=event.run_id, start=event.at)
+        self.report = RunReport(run_id=event.run_id, tag=event.tag, start=event.at)
         self._phases = {}
         for key, phases in event.tasks:
             reports = [PhaseReport(phase=phase.value) for phase in phases]

@@ -11,7 +11,7 @@ rest and is the index. Where each one is tested:
 - post failure with siblings:
   test_run_semantics.py::test_a_failed_cleanup_does_not_stop_the_others_and_is_reported
 - a post that hangs while the run is cancelled twice:
-  test_cancellation.py::test_a_second_cancellation_interrupts_only_the_cleanup_that_is_running
+  test_shielded_cleanup.py::test_a_second_cancellation_during_cleanup_interrupts_nothing
 - cancellation arriving exactly as a phase completes:
   test_cancellation.py::test_a_cancellation_arriving_as_a_phase_completes_still_cleans_up_exactly_once
 - a timeout firing during retry backoff: below

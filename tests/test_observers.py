@@ -224,4 +224,11 @@ async def test_the_phase_runner_shows_the_report_so_far() -> None:
 
 
 def test_phase_outcomes_are_the_documented_values() -> None:
-    assert [o.value for o in PhaseOutcome] == ["ok", "failed", "timed_out", "cancelled", "skipped"]
+    assert [o.value for o in PhaseOutcome] == [
+        "ok",
+        "failed",
+        "timed_out",
+        "cancelled",
+        "abandoned",
+        "skipped",
+    ]

@@ -6,15 +6,24 @@ Guarantees, each kept in one place below:
    when its pre succeeds or, having no pre, when its own dependencies have
    passed; so a pre starts exactly when its effective pre-dependencies have
    succeeded, which is the wave rule. (`Flow.finish`, `_launch`)
-2. After the first pre failure, fatal error or caller cancellation, nothing
-   new starts but cleanup, and what runs is told to stop, with a reason. (`_abort`)
+2. After the first pre failure, fatal error, caller cancellation or the
+   deadline, nothing new starts but cleanup, and what runs forward is told
+   to stop, with a reason. (`_abort`)
 3. Each phase of each task starts at most once; an interrupted phase is
    never replayed. (`_start`)
-4. A post starts once every dependent has finished its cleanup or owes
+4. Cleanup is owed by a task whose pre function was entered, or that has no
+   pre and whose chain passed; a pre cancelled before its first step
+   acquired nothing. (`_enter_post`, `_on_phase_ended`)
+5. A post starts once every dependent has finished its cleanup or owes
    none: reverse dependency order, no barrier the graph does not need. (`Flow.finish`)
-5. The coordinator never awaits user code, only its mailbox. It runs in the
-   task that awaits the run, so the caller's cancellation lands there, is
-   recorded and re-raised after cleanup; it is never swallowed or uncancelled.
+6. Cleanup is shielded: nothing the caller does stops a post or keeps one
+   from starting. Only the post's own cleanup_timeout or the run's cleanup
+   budget does, and the budget reports every post it cuts or skips as a
+   CleanupAbandonedError. (`_on_caller_cancelled`, `_on_cleanup_budget`)
+7. The coordinator never awaits user code, only its mailbox. It runs in the
+   task that awaits the run, so the caller's cancellations land there; the
+   first is recorded and re-raised after cleanup. None is swallowed or
+   uncancelled, so `asyncio.timeout` around a run still works.
 """
 
 from __future__ import annotations
@@ -34,6 +43,7 @@ from sdax.actors.messages import (
     CANCEL,
     START,
     CancelReason,
+    CleanupBudgetExpired,
     DeadlineExpired,
     Event,
     PhaseCancelled,
@@ -47,7 +57,7 @@ from sdax.actors.outcome import Outcome
 from sdax.actors.task_actor import RunScope, TaskActor, phase_starters
 from sdax.actors.watch import RunWatch
 from sdax.declarations import PhaseId
-from sdax.errors import RunTimeoutError
+from sdax.errors import CleanupAbandonedError, RunTimeoutError, annotate
 from sdax.graph import TaskGraph
 from sdax.observers import RunObserver
 
@@ -65,7 +75,8 @@ class RunState(enum.Enum):
     PRE = "pre"  # pres start as their dependencies pass
     EXECUTE = "execute"  # every execute runs; a failure does not stop the others
     ABORTING = "aborting"  # running work is being cancelled; nothing new starts; POST is next
-    POST = "post"  # cleanup in reverse dependency order; never stopped early
+    POST = "post"  # cleanup in reverse dependency order; nothing the caller does stops it
+    ABANDONING = "abandoning"  # the cleanup budget expired: running posts are cancelled
     DONE = "done"
 
     # Looked up in the tables below on every phase of every run; Enum's own
@@ -78,7 +89,8 @@ _TRANSITIONS: dict[RunState, frozenset[RunState]] = {
     RunState.PRE: frozenset({RunState.EXECUTE, RunState.ABORTING}),
     RunState.EXECUTE: frozenset({RunState.POST, RunState.ABORTING}),
     RunState.ABORTING: frozenset({RunState.POST}),
-    RunState.POST: frozenset({RunState.DONE}),
+    RunState.POST: frozenset({RunState.ABANDONING, RunState.DONE}),
+    RunState.ABANDONING: frozenset({RunState.DONE}),
     RunState.DONE: frozenset(),
 }
 
@@ -89,6 +101,19 @@ _NEXT_PHASE: dict[RunState, PhaseId | None] = {
     RunState.EXECUTE: POST,
     RunState.ABORTING: POST,
     RunState.POST: None,
+    RunState.ABANDONING: None,
+    RunState.DONE: None,
+}
+
+# The flow whose ready nodes may start in each state: PRE only going forward,
+# POST only until the budget expires.
+_STARTS: dict[RunState, PhaseId | None] = {
+    RunState.IDLE: None,
+    RunState.PRE: PRE,
+    RunState.EXECUTE: None,
+    RunState.ABORTING: None,
+    RunState.POST: POST,
+    RunState.ABANDONING: None,
     RunState.DONE: None,
 }
 
@@ -115,6 +140,8 @@ class Coordinator:
         "_commands",
         "_timeout",
         "_deadline",
+        "_budget",
+        "_budget_timer",
         "_watch",
     )
 
@@ -126,13 +153,15 @@ class Coordinator:
         rng: random.Random | None = None,
         timeout: float | None = None,
         cleanup_timeout: float | None = None,
+        cleanup_budget: float | None = None,
         observers: Sequence[RunObserver] = (),
+        tag: str | None = None,
     ) -> None:
         self._graph = graph
         self._state = RunState.IDLE
         self._mailbox: Mailbox[Event] = Mailbox()
         # None when nobody listens, so each check on the hot path is a plain `is` test.
-        self._watch = RunWatch(observers, graph) if observers else None
+        self._watch = RunWatch(observers, graph, tag) if observers else None
         loop = asyncio.get_running_loop()
         clock = time.perf_counter if observers else None  # events carry times if observed
         self._scope = RunScope(ctx, self._mailbox, rng or _default_rng, phase_starters(loop), clock)
@@ -156,6 +185,8 @@ class Coordinator:
         self._shuffle = release_shuffle.get()
         self._timeout = timeout  # bounds PRE and EXECUTE together, from the start of PRE
         self._deadline: asyncio.TimerHandle | None = None
+        self._budget = cleanup_budget  # bounds POST as a whole, from its start
+        self._budget_timer: asyncio.TimerHandle | None = None
 
     # -- driving -----------------------------------------------------------------
 
@@ -239,6 +270,8 @@ class Coordinator:
             raise error
 
     def _finish(self) -> None:
+        if self._budget_timer is not None:
+            self._budget_timer.cancel()
         self._transition(RunState.DONE)
         self._outcome.close()
         if self._watch is not None:
@@ -313,13 +346,18 @@ class Coordinator:
             self._deadline.cancel()  # the deadline bounds PRE and EXECUTE only
         post = self._flow = Flow(POST, graph.dependencies, list(graph.dependent_counts), owes)
         if graph.any_post and any(owes):  # else no cleanup is owed: nothing to walk
+            if self._budget is not None:
+                loop = asyncio.get_running_loop()
+                self._budget_timer = loop.call_later(
+                    self._budget, self._mailbox.put, CLEANUP_BUDGET_EXPIRED
+                )
             self._launch(post, post.start_at(graph.tips))
 
     # -- spreading completion --------------------------------------------------------
 
     def _launch(self, flow: Flow, ready: list[int]) -> None:
-        """Start what `flow` says is ready: always in POST, in PRE only going forward."""
-        if ready and (flow.phase is not PRE or self._state is RunState.PRE):
+        """Start what `flow` says is ready, if the run's state still starts that phase."""
+        if ready and _STARTS[self._state] is flow.phase:
             self._start(flow.phase, ready)
 
     def _start(self, phase: PhaseId, nodes: Sequence[int]) -> None:
@@ -343,8 +381,10 @@ class Coordinator:
         ]
 
     def _begin(self, phase: PhaseId, nodes: Sequence[int]) -> None:
-        if phase is PRE:
-            self._pre.mark_started(nodes)  # from here on, cleanup is owed for these tasks
+        if phase is not EXECUTE:
+            # PRE: cleanup is owed from here on, unless the pre is cancelled before
+            # it is entered. POST: no longer pending, should the budget expire.
+            self._flow.mark_started(nodes)
         if self._watch is not None:
             # Before the tells: from 3.12 a phase starts eagerly and may have
             # finished (and been timed) by the time `tell` returns.
@@ -364,6 +404,14 @@ class Coordinator:
         self._in_flight -= 1
         if self._admission is not None:
             self._admission.release(event.task)
+        if type(event) is PhaseCancelled:
+            if event.reason is CancelReason.CLEANUP_BUDGET:  # a cleanup cut short: a failure
+                error = self._abandoned(event.task, started=event.attempts > 0)
+                event = PhaseFailed(
+                    task=event.task, phase=POST, error=error, at=event.at, attempts=event.attempts
+                )
+            elif event.attempts == 0 and event.phase is PRE:
+                self._pre.withdraw(event.task)  # never entered: it acquired nothing
         if self._watch is not None:
             self._watch.phase_ended(event)
         if isinstance(event, PhaseSucceeded):  # (inlined in `_handle_delivered` when bare)
@@ -405,21 +453,45 @@ class Coordinator:
             self._abort(CancelReason.DEADLINE)
 
     def _on_caller_cancelled(self, cancel: asyncio.CancelledError) -> None:
+        # Every cancellation is absorbed here and the first re-raised once the
+        # run is over; in POST it stops nothing (cleanup is shielded).
         if self._outcome.cancelled is None:
             self._outcome.cancelled = cancel
         self._interruption = cancel
         self._abort(CancelReason.CALLER_CANCELLED)
 
+    def _on_cleanup_budget(self, event: CleanupBudgetExpired) -> None:
+        if self._state is not RunState.POST:
+            return  # the timer fired as the last post ended: nothing was cut
+        self._transition(RunState.ABANDONING)
+        post = self._flow
+        for node, owed in enumerate(post.runs):
+            if owed and post.progress[node] == WAITING:  # owed, never started: skipped
+                error = self._abandoned(node, started=False)
+                self._outcome.failed(self._graph.keys[node], POST, error)
+                if self._watch is not None:
+                    self._watch.phase_abandoned(node, error)
+        self._tell_all(CancelReason.CLEANUP_BUDGET)  # each running post reports its end
+
+    def _abandoned(self, node: int, *, started: bool) -> CleanupAbandonedError:
+        key, budget = self._graph.keys[node], self._budget
+        assert budget is not None
+        error = CleanupAbandonedError(key, POST.value, budget, started)
+        annotate(error, f"sdax: task {key!r} {POST} abandoned by the run's cleanup budget")
+        return error
+
     def _abort(self, reason: CancelReason) -> None:
-        """Stop going forward: cancel what runs. Cleanup is cancelled only for the caller."""
-        if self._state in (RunState.PRE, RunState.EXECUTE):
-            self._transition(RunState.ABORTING)
-            if self._admission is not None:
-                self._admission.withdraw()  # waiting phases never started: nothing is owed
-        elif self._state is not RunState.POST or reason is not CancelReason.CALLER_CANCELLED:
+        """Stop going forward: cancel the pres and executes that run. Never cleanup."""
+        if self._state not in (RunState.PRE, RunState.EXECUTE):
             # ABORTING: what ran was told to stop on the way in, and nothing has
-            # started since. POST: cleanup is stopped for the caller only.
+            # started since. POST: cleanup is shielded from every reason to abort.
             return
+        self._transition(RunState.ABORTING)
+        if self._admission is not None:
+            self._admission.withdraw()  # waiting phases never started: nothing is owed
+        self._tell_all(reason)
+
+    def _tell_all(self, reason: CancelReason) -> None:
         command = CANCEL[reason]
         for actor in self._actors:
             if actor is not None:
@@ -427,8 +499,9 @@ class Coordinator:
 
     async def _abandon(self) -> None:
         """After an internal error: stop every phase task, give back every slot."""
-        if self._deadline is not None:
-            self._deadline.cancel()
+        for timer in (self._deadline, self._budget_timer):
+            if timer is not None:
+                timer.cancel()
         if self._admission is not None:
             self._admission.withdraw()
             self._admission.release_all()
@@ -464,6 +537,8 @@ _EVENT_HANDLERS: dict[type[Any], Callable[[Coordinator, Any], None]] = {
     PhaseRetrying: Coordinator._on_retrying,
     SlotsGranted: Coordinator._on_slots_granted,
     DeadlineExpired: Coordinator._on_deadline,
+    CleanupBudgetExpired: Coordinator._on_cleanup_budget,
 }
 
 DEADLINE_EXPIRED = DeadlineExpired()
+CLEANUP_BUDGET_EXPIRED = CleanupBudgetExpired()

@@ -67,3 +67,7 @@ class Flow:
         progress = self.progress
         for node in nodes:
             progress[node] = STARTED
+
+    def withdraw(self, node: int) -> None:
+        """`node` was started but never ran its phase: as if it had never started."""
+        self.progress[node] = WAITING

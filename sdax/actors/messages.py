@@ -26,6 +26,7 @@ class CancelReason(enum.Enum):
     FATAL_ERROR = "a task raised a BaseException such as KeyboardInterrupt"
     CALLER_CANCELLED = "the task awaiting the run was cancelled"
     DEADLINE = "the run's deadline expired"
+    CLEANUP_BUDGET = "the run's cleanup budget expired"
 
 
 # Commands: coordinator -> task actor.
@@ -76,7 +77,11 @@ class PhaseFailed(Struct, frozen=True, kw_only=True):
 
 
 class PhaseCancelled(Struct, frozen=True, kw_only=True, gc=False):
-    """The phase function stopped because the coordinator cancelled it."""
+    """The phase function stopped because the coordinator cancelled it.
+
+    `attempts` is 0 when the phase's task was cancelled before the function
+    was entered: it ran nothing, so it acquired nothing.
+    """
 
     task: int
     phase: PhaseId
@@ -106,16 +111,26 @@ class SlotsGranted(Struct, frozen=True, kw_only=True):
     phase: PhaseId
 
 
-# Timer event: loop -> coordinator.
+# Timer events: loop -> coordinator.
 
 
 class DeadlineExpired(Struct, frozen=True, kw_only=True):
     """The run's deadline (`timeout=`) has passed."""
 
 
+class CleanupBudgetExpired(Struct, frozen=True, kw_only=True):
+    """The run's cleanup budget (`cleanup_budget=`) has passed since POST began."""
+
+
 Command = StartPhase | CancelPhase
 Event = (
-    PhaseSucceeded | PhaseFailed | PhaseCancelled | PhaseRetrying | SlotsGranted | DeadlineExpired
+    PhaseSucceeded
+    | PhaseFailed
+    | PhaseCancelled
+    | PhaseRetrying
+    | SlotsGranted
+    | DeadlineExpired
+    | CleanupBudgetExpired
 )
 
 START = {phase: StartPhase(phase=phase) for phase in PhaseId}

@@ -184,6 +184,8 @@ class TaskActor:
         return PhaseFailed(task=self._node.index, phase=phase, error=error)
 
     def _report_if_never_started(self, task: asyncio.Task[None]) -> None:
+        # Cancelled before its first step, the task never entered `_run`, so the
+        # phase function never ran: no attempt began and nothing was acquired.
         if task.cancelled() and self._phase is not None and self._cancel_reason is not None:
             self._task = None
             clock = self._scope.clock
@@ -193,6 +195,7 @@ class TaskActor:
                     phase=self._phase,
                     reason=self._cancel_reason,
                     at=clock() if clock is not None else 0.0,
+                    attempts=0,
                 )
             )
 

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from sdax.actors.messages import PhaseCancelled, PhaseFailed, PhaseRetrying, PhaseSucceeded
 from sdax.actors.outcome import Outcome
 from sdax.declarations import PhaseId
+from sdax.errors import CleanupAbandonedError
 from sdax.graph import TaskGraph
 from sdax.observers import (
     Observers,
@@ -32,27 +33,35 @@ _run_ids = itertools.count(1)
 class RunWatch:
     """Turns one run's events into observer notifications."""
 
-    __slots__ = ("_observers", "_graph", "_run_id")
+    __slots__ = ("_observers", "_graph", "_run_id", "_tag", "_started_at")
 
-    def __init__(self, observers: Sequence[RunObserver], graph: TaskGraph) -> None:
+    def __init__(self, observers: Sequence[RunObserver], graph: TaskGraph, tag: str | None) -> None:
         self._observers = Observers(observers)
         self._graph = graph
         self._run_id = next(_run_ids)
+        self._tag = tag
+        # When each task's running phase started: a task runs one phase at a time.
+        self._started_at = [0.0] * len(graph)
 
     def run_started(self) -> None:
         plan = self._graph.phase_plan()
-        self._observers.notify(RunStarted(run_id=self._run_id, at=time.perf_counter(), tasks=plan))
+        started = RunStarted(run_id=self._run_id, at=time.perf_counter(), tasks=plan, tag=self._tag)
+        self._observers.notify(started)
 
     def phases_started(self, phase: PhaseId, nodes: Sequence[int]) -> None:
-        at, keys = time.perf_counter(), self._graph.keys
+        at, keys, started_at = time.perf_counter(), self._graph.keys, self._started_at
         for node in nodes:
-            started = PhaseStarted(run_id=self._run_id, task=keys[node], phase=phase, at=at)
+            started_at[node] = at
+            started = PhaseStarted(
+                run_id=self._run_id, task=keys[node], phase=phase, at=at, tag=self._tag
+            )
             self._observers.notify(started)
 
     def phase_retried(self, event: PhaseRetrying) -> None:
         retried = PhaseRetried(
             run_id=self._run_id, task=self._graph.keys[event.task], phase=event.phase,
             attempt=event.attempt, error=event.error, delay=event.delay, at=time.perf_counter(),
+            tag=self._tag,
         )  # fmt: skip
         self._observers.notify(retried)
 
@@ -60,20 +69,35 @@ class RunWatch:
         error, reason, outcome = None, None, PhaseOutcome.OK
         if isinstance(event, PhaseFailed):
             error = event.error
-            timed_out = isinstance(error, TimeoutError)
-            outcome = PhaseOutcome.TIMED_OUT if timed_out else PhaseOutcome.FAILED
+            outcome = _failed_outcome(error)
         elif isinstance(event, PhaseCancelled):
             outcome, reason = PhaseOutcome.CANCELLED, event.reason.value
         finished = PhaseFinished(
             run_id=self._run_id, task=self._graph.keys[event.task], phase=event.phase,
-            outcome=outcome, attempts=event.attempts,
-            at=event.at, error=error, cancel_reason=reason,
+            outcome=outcome, attempts=event.attempts, at=event.at,
+            duration=event.at - self._started_at[event.task],
+            error=error, cancel_reason=reason, tag=self._tag,
         )  # fmt: skip
         self._observers.notify(finished)
+
+    def phase_abandoned(self, node: int, error: CleanupAbandonedError) -> None:
+        """A cleanup the budget skipped before it started: it ends without having begun."""
+        skipped = PhaseFinished(
+            run_id=self._run_id, task=self._graph.keys[node], phase=PhaseId.POST_EXEC,
+            outcome=PhaseOutcome.ABANDONED, attempts=0, at=time.perf_counter(),
+            error=error, tag=self._tag,
+        )  # fmt: skip
+        self._observers.notify(skipped)
 
     def run_finished(self, outcome: Outcome) -> None:
         finished = RunFinished(
             run_id=self._run_id, outcome=outcome.kind(), at=time.perf_counter(),
-            error=outcome.error(),
+            error=outcome.error(), tag=self._tag,
         )  # fmt: skip
         self._observers.notify(finished)
+
+
+def _failed_outcome(error: BaseException) -> PhaseOutcome:
+    if isinstance(error, CleanupAbandonedError):
+        return PhaseOutcome.ABANDONED
+    return PhaseOutcome.TIMED_OUT if isinstance(error, TimeoutError) else PhaseOutcome.FAILED
