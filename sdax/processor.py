@@ -7,6 +7,7 @@ run's state. Concurrent runs share nothing mutable.
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import Sequence
 from types import TracebackType
@@ -17,6 +18,7 @@ from sdax.analysis import TaskAnalysis
 from sdax.declarations import PhaseId
 from sdax.errors import RunTimeoutError, SdaxExecutionError
 from sdax.graph import TaskGraph
+from sdax.inflight import RunsInFlight
 from sdax.observers import RunObserver
 from sdax.report import ReportRecorder, RunReport
 
@@ -35,12 +37,13 @@ class AsyncTaskProcessor(Generic[T]):
     context, on one event loop or on several in different threads.
     """
 
-    __slots__ = ("_graph", "_analysis", "_observers")
+    __slots__ = ("_graph", "_analysis", "_observers", "_runs")
 
     def __init__(self, graph: TaskGraph, observers: Sequence[RunObserver] = ()) -> None:
         self._graph = graph
         self._analysis: TaskAnalysis | None = None
-        self._observers = tuple(observers)  # hear every run
+        self._observers = tuple(_checked_observers(observers, "build(observers=...)"))
+        self._runs = RunsInFlight()  # its only mutable part: counts, never a run's state
 
     @classmethod
     def builder(cls) -> AsyncDagLevelAdapterBuilder[T]:
@@ -64,6 +67,26 @@ class AsyncTaskProcessor(Generic[T]):
         return AsyncDagTaskProcessorBuilder()
 
     @property
+    def in_flight(self) -> int:
+        """This processor's runs on the running loop that have started and not finished.
+
+        A run counts from its start to the end of its cleanup (for `open()`,
+        from entering the block to leaving it).
+        """
+        return self._runs.count(asyncio.get_running_loop())
+
+    async def drain(self, timeout: float | None = None) -> bool:  # noqa: ASYNC109
+        """Wait until `in_flight` is 0; True if it got there within `timeout` seconds.
+
+        Starts nothing and cancels nothing: stop taking new work first (a
+        server stops accepting, a worker stops polling), then drain, then
+        close what the runs used.
+        """
+        if timeout is not None:
+            _check_seconds("timeout", timeout)
+        return await self._runs.drain(timeout)
+
+    @property
     def analysis(self) -> TaskAnalysis:
         """The plan: waves, dependencies and counts (computed on first use)."""
         if self._analysis is None:
@@ -77,8 +100,10 @@ class AsyncTaskProcessor(Generic[T]):
         *,
         timeout: float | None = None,  # noqa: ASYNC109
         cleanup_timeout: float | None = None,
+        cleanup_budget: float | None = None,
         rng: random.Random | None = None,
         observers: Sequence[RunObserver] = (),
+        tag: str | None = None,
         report: Literal[False] = False,
     ) -> None: ...
 
@@ -89,8 +114,10 @@ class AsyncTaskProcessor(Generic[T]):
         *,
         timeout: float | None = None,  # noqa: ASYNC109
         cleanup_timeout: float | None = None,
+        cleanup_budget: float | None = None,
         rng: random.Random | None = None,
         observers: Sequence[RunObserver] = (),
+        tag: str | None = None,
         report: Literal[True],
     ) -> RunReport: ...
 
@@ -102,8 +129,10 @@ class AsyncTaskProcessor(Generic[T]):
         # work and still run every cleanup before it raises.
         timeout: float | None = None,  # noqa: ASYNC109
         cleanup_timeout: float | None = None,
+        cleanup_budget: float | None = None,
         rng: random.Random | None = None,
         observers: Sequence[RunObserver] = (),
+        tag: str | None = None,
         report: bool = False,
     ) -> RunReport | None:
         """Run `ctx` through every phase; raise after cleanup if anything went wrong.
@@ -112,24 +141,35 @@ class AsyncTaskProcessor(Generic[T]):
         swallowed); a KeyboardInterrupt-style BaseException a task raised,
         unchanged; RunTimeoutError if `timeout` seconds passed before PRE and
         EXECUTE were done (running work is cancelled, cleanup runs); else
-        SdaxExecutionError with every failure. `cleanup_timeout` bounds each
-        post_execute (a post cut off is a failure; the others still run).
-        `rng` draws retry jitter. `observers` hear this run (after the
-        processor's own). With `report=True` the run returns a RunReport, and
-        an SdaxExecutionError or RunTimeoutError it raises carries it as `.report`.
+        SdaxExecutionError with every failure.
+
+        Cleanup is shielded: once the run is cancelled or reaches POST, no
+        cancellation of the caller stops a post_execute or keeps one from
+        starting. `cleanup_timeout` bounds each post_execute (a post cut off
+        is a failure; the others still run); `cleanup_budget` bounds the
+        whole cleanup stage, and each post it cancels or skips is reported
+        as a CleanupAbandonedError. `rng` draws retry jitter. `observers`
+        hear this run (after the processor's own); every event they hear and
+        the report carry `tag`. With `report=True` the run returns a
+        RunReport, and an SdaxExecutionError or RunTimeoutError it raises
+        carries it as `.report`.
         """
         recorder = ReportRecorder() if report else None
-        options = self._run_options(timeout, cleanup_timeout, rng, observers, recorder)
+        options = self._run_options(
+            timeout, cleanup_timeout, cleanup_budget, rng, observers, tag, recorder
+        )
         coordinator = Coordinator(self._graph, ctx, **options)
-        if recorder is None:
-            await coordinator.run()
-            return None
+        loop = asyncio.get_running_loop()
+        self._runs.began(loop)
         try:
             await coordinator.run()
         except (SdaxExecutionError, RunTimeoutError) as error:
-            error.report = recorder.report
+            if recorder is not None:
+                error.report = recorder.report
             raise
-        return recorder.report
+        finally:
+            self._runs.ended(loop)
+        return None if recorder is None else recorder.report
 
     def open(
         self,
@@ -137,35 +177,58 @@ class AsyncTaskProcessor(Generic[T]):
         *,
         timeout: float | None = None,
         cleanup_timeout: float | None = None,
+        cleanup_budget: float | None = None,
         rng: random.Random | None = None,
         observers: Sequence[RunObserver] = (),
+        tag: str | None = None,
         report: bool = False,
     ) -> AsyncPhaseRunner[T]:
         """An async context manager that runs `ctx` one phase at a time.
 
-        `timeout` counts from the first `run_next()`, time between phases
-        included. With `report=True`, `runner.report()` shows the run so far.
+        Options as for `process_tasks`. `timeout` counts from the first
+        `run_next()`, time between phases included. With `report=True`,
+        `runner.report()` shows the run so far.
         """
         recorder = ReportRecorder() if report else None
-        options = self._run_options(timeout, cleanup_timeout, rng, observers, recorder)
-        return AsyncPhaseRunner(self._graph, ctx, options, recorder)
+        options = self._run_options(
+            timeout, cleanup_timeout, cleanup_budget, rng, observers, tag, recorder
+        )
+        return AsyncPhaseRunner(self._graph, ctx, options, recorder, self._runs)
 
     def _run_options(
         self,
         timeout: float | None,
         cleanup_timeout: float | None,
+        cleanup_budget: float | None,
         rng: random.Random | None,
         observers: Sequence[RunObserver],
+        tag: str | None,
         recorder: ReportRecorder | None,
     ) -> _RunOptions:
-        for name, seconds in (("timeout", timeout), ("cleanup_timeout", cleanup_timeout)):
-            if seconds is not None and not (seconds >= 0):  # also rejects NaN
-                raise ValueError(
-                    f"{name} must be a number of seconds >= 0 or None, got {seconds!r}"
-                )
+        """Check a run's options where they were passed, before anything runs."""
+        for name, seconds in (
+            ("timeout", timeout),
+            ("cleanup_timeout", cleanup_timeout),
+            ("cleanup_budget", cleanup_budget),
+        ):
+            if seconds is not None:
+                _check_seconds(name, seconds)
+        if rng is not None and not isinstance(rng, random.Random):
+            raise TypeError(
+                f"rng must be a random.Random (e.g. random.Random(seed)) or None, got {rng!r}"
+            )
+        if tag is not None and not isinstance(tag, str):
+            raise TypeError(f"tag must be a str or None, got {type(tag).__name__}: {tag!r}")
+        if observers:
+            observers = _checked_observers(observers, "observers=")
         watching = (*self._observers, *observers, *((recorder,) if recorder else ()))
         return _RunOptions(
-            timeout=timeout, cleanup_timeout=cleanup_timeout, rng=rng, observers=watching
+            timeout=timeout,
+            cleanup_timeout=cleanup_timeout,
+            cleanup_budget=cleanup_budget,
+            rng=rng,
+            observers=watching,
+            tag=tag,
         )
 
     def to_mermaid(self) -> str:
@@ -209,15 +272,31 @@ class AsyncPhaseRunner(Generic[T]):
     KeyboardInterrupt-style error, which then propagates instead.
     """
 
-    __slots__ = ("_graph", "_ctx", "_options", "_recorder", "_coordinator", "_closed")
+    __slots__ = (
+        "_graph",
+        "_ctx",
+        "_options",
+        "_recorder",
+        "_runs",
+        "_loop",
+        "_coordinator",
+        "_closed",
+    )
 
     def __init__(
-        self, graph: TaskGraph, ctx: T, options: _RunOptions, recorder: ReportRecorder | None
+        self,
+        graph: TaskGraph,
+        ctx: T,
+        options: _RunOptions,
+        recorder: ReportRecorder | None,
+        runs: RunsInFlight,
     ) -> None:
         self._graph = graph
         self._ctx = ctx
         self._options = options
         self._recorder = recorder
+        self._runs = runs  # the processor's runs in flight, which this one joins on entry
+        self._loop: asyncio.AbstractEventLoop | None = None  # set while it is counted
         self._coordinator: Coordinator | None = None
         self._closed = False
 
@@ -289,24 +368,60 @@ class AsyncPhaseRunner(Generic[T]):
             return None
         self._closed = True
         coordinator = self._run()
-        if coordinator.next_phase is PhaseId.PRE_EXEC:
-            coordinator.close_unstarted()
-            return None
-        coordinator.skip_execute()
-        interruption = None
-        while coordinator.next_phase is not None:
-            interruption = await coordinator.run_next_phase() or interruption
-        return interruption
+        try:
+            if coordinator.next_phase is PhaseId.PRE_EXEC:
+                coordinator.close_unstarted()
+                return None
+            coordinator.skip_execute()
+            interruption = None
+            while coordinator.next_phase is not None:
+                interruption = await coordinator.run_next_phase() or interruption
+            return interruption
+        finally:
+            if self._loop is not None:
+                self._runs.ended(self._loop)
+                self._loop = None
 
     def _run(self) -> Coordinator:
         # Created on entry, when an event loop is running; not in __init__.
         if self._coordinator is None:
             self._coordinator = Coordinator(self._graph, self._ctx, **self._options)
+            self._loop = asyncio.get_running_loop()
+            self._runs.began(self._loop)
         return self._coordinator
 
 
 class _RunOptions(TypedDict):
     timeout: float | None
     cleanup_timeout: float | None
+    cleanup_budget: float | None
     rng: random.Random | None
     observers: tuple[RunObserver, ...]
+    tag: str | None
+
+
+def _check_seconds(name: str, seconds: object) -> None:
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+        raise TypeError(
+            f"{name} must be a number of seconds or None, got {type(seconds).__name__}: {seconds!r}"
+        )
+    if not seconds >= 0:  # also rejects NaN
+        raise ValueError(f"{name} must be a number of seconds >= 0 or None, got {seconds!r}")
+
+
+def _checked_observers(observers: object, where: str) -> Sequence[RunObserver]:
+    """`observers` if it is a list or tuple of RunObservers, else a TypeError saying why."""
+    if isinstance(observers, RunObserver):
+        raise TypeError(
+            f"{where} takes a list of observers, not a single {type(observers).__name__}: "
+            f"wrap it in a list, [{type(observers).__name__}(...)]"
+        )
+    if not isinstance(observers, (list, tuple)):
+        raise TypeError(f"{where} takes a list or tuple of RunObservers, got {observers!r}")
+    for observer in observers:
+        if not isinstance(observer, RunObserver):
+            raise TypeError(
+                f"{where}: {observer!r} is not a RunObserver; subclass sdax.RunObserver "
+                "and override the callbacks you need"
+            )
+    return observers
