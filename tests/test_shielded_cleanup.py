@@ -23,6 +23,7 @@ from sdax import (
     SdaxExecutionError,
     task_func,
 )
+from sdax.testing import ShuffledLoop
 from tests.support import EXEC, HOLD, OK, POST, PRE, Probe
 
 # A (pre, post) <- B (pre, execute, post); C (pre, post) on its own;
@@ -328,3 +329,59 @@ async def test_a_bad_cleanup_budget_is_refused_before_anything_runs(
     with pytest.raises(error, match="cleanup_budget"):
         processor.open(None, cleanup_budget=budget)  # type: ignore[arg-type]
     assert probe.log == []
+
+
+# Cleanup only for what was acquired: under a loop that shuffles its ready
+# queue by seed, a failing pre is sometimes handled before the pres released
+# beside it got their first turn. Those owe nothing; the ones entered owe
+# their post. The sweep must meet both cases, or it proves nothing.
+
+
+def _sibling_run(seed: int) -> tuple[set[str], set[str]]:
+    """Run F (pre raises at once) beside B, C, D (pre, post); (pres entered, posts run)."""
+    entered: set[str] = set()
+    cleaned: set[str] = set()
+
+    def pre(key: str) -> object:
+        async def acquire(ctx: object) -> None:
+            entered.add(key)
+            await asyncio.sleep(0)
+
+        return task_func(acquire)
+
+    def post(key: str) -> object:
+        async def release(ctx: object) -> None:
+            cleaned.add(key)
+
+        return task_func(release)
+
+    async def fail(ctx: object) -> None:
+        raise ValueError("F failed")
+
+    builder = AsyncDagTaskProcessor[None].builder()
+    builder.add_task(AsyncTask("F", pre_execute=task_func(fail)))
+    for key in "BCD":
+        builder.add_task(AsyncTask(key, pre_execute=pre(key), post_execute=post(key)))  # type: ignore[arg-type]
+    processor = builder.build()
+
+    async def main() -> None:
+        with pytest.raises(SdaxExecutionError):
+            await processor.process_tasks(None)
+
+    loop = ShuffledLoop(seed)
+    try:
+        loop.run_until_complete(main())
+    finally:
+        loop.close()
+    return entered, cleaned
+
+
+def test_a_pre_cancelled_before_it_was_entered_owes_no_cleanup_under_a_shuffled_loop() -> None:
+    never_entered = entered_and_cleaned = 0
+    for seed in range(300):
+        entered, cleaned = _sibling_run(seed)
+        assert cleaned == entered, f"seed {seed}: pres entered {entered}, posts run {cleaned}"
+        never_entered += len(set("BCD") - entered)
+        entered_and_cleaned += len(cleaned)
+    assert never_entered > 0, "no seed cancelled a pre before it was entered"
+    assert entered_and_cleaned > 0, "no seed entered a pre beside the failing one"
