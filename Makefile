@@ -45,3 +45,9 @@ bench: $(INSTALLED)
 
 bench-smoke: $(INSTALLED)
 	$(BIN)/python -m benchmarks.run --smoke $(BENCH_ARGS)
+
+# Many small concurrent runs against the hand-written endpoint (issue 18).
+.PHONY: bench-small
+bench-small: $(INSTALLED)
+	PYTHONPATH=. $(BIN)/python benchmarks/small_shapes.py --loop asyncio
+	PYTHONPATH=. $(BIN)/python benchmarks/small_shapes.py --loop uvloop
