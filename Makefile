@@ -45,3 +45,10 @@ bench: $(INSTALLED)
 
 bench-smoke: $(INSTALLED)
 	$(BIN)/python -m benchmarks.run --smoke $(BENCH_ARGS)
+	PYTHONPATH=. $(BIN)/python benchmarks/small_shapes.py --sizes 1 20 --rounds 1
+
+# Many small concurrent runs against the hand-written endpoint (issue 18).
+.PHONY: bench-small
+bench-small: $(INSTALLED)
+	PYTHONPATH=. $(BIN)/python benchmarks/small_shapes.py --loop asyncio
+	PYTHONPATH=. $(BIN)/python benchmarks/small_shapes.py --loop uvloop
