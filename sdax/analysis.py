@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from msgspec import Struct
 
@@ -91,13 +91,23 @@ class TaskAnalysis:
         )
 
 
-class TaskAnalyzer:
-    """Collects tasks and dependencies and analyses them, without building a processor."""
+K = TypeVar("K", bound=Hashable)
+Ctx = TypeVar("Ctx")
+
+
+class TaskAnalyzer(Generic[K, Ctx]):
+    """Collects tasks and dependencies and analyses them, without building a processor.
+
+    Generic in the key type and the context type, so `TaskAnalyzer[str, Ctx]()`
+    works as it did in sdax 0.7.2; the parameters only inform type checkers.
+    """
 
     def __init__(self) -> None:
         self._declarations: list[tuple[AsyncTask[Any], tuple[Hashable, ...]]] = []
 
-    def add_task(self, task: AsyncTask[Any], depends_on: Iterable[Hashable] = ()) -> TaskAnalyzer:
+    def add_task(
+        self, task: AsyncTask[Any], depends_on: Iterable[Hashable] = ()
+    ) -> TaskAnalyzer[K, Ctx]:
         self._declarations.append((task, normalise_dependencies(task.name, depends_on)))
         return self
 

@@ -7,6 +7,7 @@ object `sdax` offers, not a copy.
 from __future__ import annotations
 
 import importlib
+from typing import Any
 
 import pytest
 
@@ -119,3 +120,10 @@ def test_the_errors_are_exceptions_that_exception_groups_and_except_star_accept(
     assert issubclass(sdax.SdaxExecutionError, ExceptionGroup)
     assert issubclass(sdax.PhaseCancelledError, Exception)
     assert issubclass(sdax.RetryableException, Exception)
+
+
+def test_task_analyzer_is_subscriptable_with_a_key_and_a_context_type() -> None:
+    from sdax import AsyncTask, TaskAnalyzer
+
+    analysis = TaskAnalyzer[str, dict[str, int]]().add_task(AsyncTask[Any]("A")).analyze()
+    assert analysis.total_tasks == 1
