@@ -77,7 +77,8 @@ class DependencyCycleError(ValueError):
             detail = f"task {self.cycle[0]!r} depends on itself"
         else:
             detail = "each task depends on the next"
-        super().__init__(f"dependency cycle: {path} ({detail}); remove one of these dependencies")
+        # 0.7.2's phrase first ("Cycle detected"): code matches on it.
+        super().__init__(f"Cycle detected: {path} ({detail}); remove one of these dependencies")
 
     def __reduce__(self) -> tuple[Any, ...]:
         return type(self), (self.cycle,), self.__dict__

@@ -239,7 +239,10 @@ def _raise_missing_dependency(
         close = difflib.get_close_matches(key, [k for k in index if isinstance(k, str)], n=1)
         if close:
             hint = f" (did you mean {close[0]!r}?)"
-    raise ValueError(f"task {name!r} depends on {key!r}, which was never added{hint}")
+    # 0.7.2's phrase first ("depends on non-existent task"): code matches on it.
+    raise ValueError(
+        f"Task {name!r} depends on non-existent task {key!r}: it was never added{hint}"
+    )
 
 
 def _topological_order(

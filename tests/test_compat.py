@@ -127,3 +127,25 @@ def test_task_analyzer_is_subscriptable_with_a_key_and_a_context_type() -> None:
 
     analysis = TaskAnalyzer[str, dict[str, int]]().add_task(AsyncTask[Any]("A")).analyze()
     assert analysis.total_tasks == 1
+
+
+def test_build_errors_start_with_the_phrases_0_7_2_users_match_on() -> None:
+    from sdax import AsyncDagTaskProcessor, AsyncTask, DependencyCycleError, task_func
+
+    async def step(ctx: object) -> None:
+        pass
+
+    missing = (
+        AsyncDagTaskProcessor[None]
+        .builder()
+        .add_task(AsyncTask("B", execute=task_func(step)), depends_on=("A",))
+    )
+    with pytest.raises(ValueError, match=r"^Task 'B' depends on non-existent task 'A'"):
+        missing.build()
+    looped = (
+        AsyncDagTaskProcessor[None]
+        .builder()
+        .add_task(AsyncTask("A", execute=task_func(step)), depends_on=("A",))
+    )
+    with pytest.raises(DependencyCycleError, match=r"^Cycle detected: 'A' -> 'A'"):
+        looped.build()
