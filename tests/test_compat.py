@@ -48,6 +48,11 @@ SURFACE: dict[str, list[str]] = {
         "TaskFunction",
         "SdaxExecutionError",
         "flatten_exceptions",
+        "ExecutionWave",
+        "TaskAnalysis",
+        "TaskAnalyzer",
+        "SdaxTaskGroup",
+        "join",
     ],
     "sdax.sdax_task_analyser": ["TaskAnalyzer", "TaskAnalysis", "ExecutionGraph", "ExecutionWave"],
     "sdax.tasks": [
