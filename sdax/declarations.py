@@ -114,6 +114,15 @@ class TaskFunction(Generic[T]):
         """What this function holds while it runs, one entry per limit."""
         return self.limits  # type: ignore[return-value]  # normalised in __post_init__
 
+    def call(self, ctx: T, task_group: SdaxTaskGroup) -> Awaitable[Any]:
+        """One call of the function, as an attempt makes it (0.7.2's `call`).
+
+        No timeout, retry or limit applies: those belong to the run.
+        """
+        if self.has_task_group_argument:
+            return self.function(ctx, task_group)
+        return self.function(ctx)
+
     @property
     def is_plain(self) -> bool:
         """True when a single call with no timeout, retry or task group is all it takes."""

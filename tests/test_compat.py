@@ -154,3 +154,20 @@ def test_build_errors_start_with_the_phrases_0_7_2_users_match_on() -> None:
     )
     with pytest.raises(DependencyCycleError, match=r"^Cycle detected: 'A' -> 'A'"):
         looped.build()
+
+
+async def test_task_function_call_passes_the_task_group_only_when_declared() -> None:
+    from sdax import SdaxTaskGroup, task_func, task_group_func
+
+    seen: list[object] = []
+
+    async def plain(ctx: str) -> None:
+        seen.append(ctx)
+
+    async def grouped(ctx: str, group: SdaxTaskGroup) -> None:
+        seen.append((ctx, group))
+
+    group = object()
+    await task_func(plain).call("c", group)  # type: ignore[arg-type]
+    await task_group_func(grouped).call("c", group)  # type: ignore[arg-type]
+    assert seen == ["c", ("c", group)]
