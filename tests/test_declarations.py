@@ -417,7 +417,7 @@ def test_the_wrong_number_of_parameters_is_rejected_and_task_names_the_task() ->
 
     with pytest.raises(TypeError, match=r"no_context\(\) cannot be called as \S*no_context\(ctx\)"):
         task_func(no_context)
-    with pytest.raises(TypeError, match=r"fetch_user\(ctx: object\) cannot be called as"):
+    with pytest.raises(TypeError, match=r"fetch_user\(ctx: 'object'\) cannot be called as"):
         task_group_func(fetch_user)
     with pytest.raises(TypeError, match=r"^task 'Load': \S*no_context\(\)"):
         task("Load", execute=no_context)
