@@ -233,13 +233,50 @@ def test_trace_explains_a_file_it_cannot_use(
 
 
 @pytest.mark.parametrize(
-    "argv", [[], ["plan"], ["trace", "r.json", "--width", "0"], ["plan", "m:a", "--format", "svg"]]
+    "argv", [["plan"], ["trace", "r.json", "--width", "0"], ["plan", "m:a", "--format", "svg"]]
 )
 def test_bad_arguments_exit_with_status_2(
     argv: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(argv) == 2
     assert "usage: sdax" in capsys.readouterr().err
+
+
+def test_a_bare_sdax_prints_the_help_and_exits_with_status_0(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: sdax")
+    assert "sdax demo" in out
+
+
+def test_version_prints_the_version_of_this_package(capsys: pytest.CaptureFixture[str]) -> None:
+    from sdax import __version__
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out == f"sdax {__version__}\n"
+
+
+def test_trace_recognises_a_chrome_trace_and_says_what_opens_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "trace.json"
+    path.write_bytes(b'{"traceEvents": [], "displayTimeUnit": "ms"}')
+    assert main(["trace", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "is a Chrome trace, not a saved RunReport" in err
+    assert "https://ui.perfetto.dev" in err
+
+
+def test_demo_report_writes_a_report_that_trace_draws(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "demo-report.json"
+    assert main(["demo", "--report", str(path)]) == 0
+    capsys.readouterr()
+    assert main(["trace", str(path)]) == 0
+    assert "Database" in capsys.readouterr().out
 
 
 def test_help_exits_with_status_0(capsys: pytest.CaptureFixture[str]) -> None:
