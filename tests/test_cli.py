@@ -282,3 +282,15 @@ def test_demo_report_writes_a_report_that_trace_draws(
 def test_help_exits_with_status_0(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--help"]) == 0
     assert "sdax plan MODULE:ATTR" in capsys.readouterr().out
+
+
+def test_demo_shows_the_whole_plan_the_retry_and_the_error_once(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["demo"]) == 0
+    out = capsys.readouterr().out
+    assert "then post_execute waves" in out
+    assert "wave 0: Audit  (after nothing)" in out  # the post-only step, named as its task
+    assert "Flags     pre_execute: attempt 1 failed (ConnectionError), retrying in " in out
+    # Once in the request log, once in the chart footer.
+    assert out.count("feature-flag service refused the connection") == 2
