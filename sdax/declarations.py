@@ -78,6 +78,16 @@ class TaskFunction(Generic[T]):
             )
         name = describe_callable(self.function)
         check_signature(self.function, 2 if self.has_task_group_argument else 1)
+        for field_name in ("timeout", "initial_delay", "backoff_factor"):
+            value = getattr(self, field_name)
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int | float)
+            ):
+                wanted = {"timeout": "a number of seconds or None", "initial_delay": "a number of"
+                          " seconds", "backoff_factor": "a number"}[field_name]  # fmt: skip
+                raise TypeError(
+                    f"{name}: {field_name} must be {wanted}, got {type(value).__name__}: {value!r}"
+                )
         if self.timeout is not None and not (self.timeout >= 0):  # also rejects NaN
             raise ValueError(f"{name}: timeout must be >= 0 or None, got {self.timeout!r}")
         if isinstance(self.retries, bool) or not isinstance(self.retries, int):

@@ -421,3 +421,9 @@ def test_the_wrong_number_of_parameters_is_rejected_and_task_names_the_task() ->
         task_group_func(fetch_user)
     with pytest.raises(TypeError, match=r"^task 'Load': \S*no_context\(\)"):
         task("Load", execute=no_context)
+
+
+@pytest.mark.parametrize("option", ["timeout", "initial_delay", "backoff_factor"])
+def test_a_policy_number_given_as_a_string_is_refused_with_its_name(option: str) -> None:
+    with pytest.raises(TypeError, match=rf"fetch_user: {option} must be a number.*got str: '2'"):
+        task_func(fetch_user, **{option: "2"})
