@@ -11,8 +11,12 @@ $(INSTALLED): pyproject.toml
 	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]'
 	touch $(INSTALLED)
 
-demo: $(INSTALLED)
-	$(BIN)/python -m sdax demo
+# The demo needs sdax alone (msgspec is its one dependency): no dev toolchain.
+DEMO_VENV ?= .venv-demo
+demo:
+	test -x $(DEMO_VENV)/bin/python || $(PYTHON) -m venv $(DEMO_VENV)
+	$(DEMO_VENV)/bin/python -m pip install -q --disable-pip-version-check -e .
+	$(DEMO_VENV)/bin/python -m sdax demo
 
 test: $(INSTALLED)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -34,7 +38,7 @@ soak: $(INSTALLED)
 	$(BIN)/python -m stress --soak --runs 100000 --seed $(STRESS_SEED)
 
 clean:
-	rm -rf $(VENV) .venv-3.* .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) .venv-3.* .venv-demo .mypy_cache .ruff_cache .pytest_cache .hypothesis
 
 # Benchmarks (benchmarks/README.md): raw asyncio vs this project vs sdax 0.7.2.
 # `make bench BENCH_ARGS="--python 3.11 --loop uvloop"` narrows a full run.

@@ -51,6 +51,19 @@ from sdax.report import (
     TaskReport,
 )
 
+# Integrations and tools, imported on first use so `import sdax` stays light
+# (sdax.otel needs the `sdax[otel]` extra only when it is touched).
+_SUBMODULES = frozenset({"timeline", "otel", "testing", "diagrams", "report", "demo"})
+
+
+def __getattr__(name: str) -> object:
+    if name in _SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f"sdax.{name}")
+    raise AttributeError(f"module 'sdax' has no attribute {name!r}")
+
+
 __all__ = [
     "LoggingObserver",
     "PhaseFinished",

@@ -1,6 +1,7 @@
 """Command line of sdax (`python -m sdax`, also installed as the `sdax` script).
 
-  sdax demo [--trace FILE] [--uvloop]   a realistic endpoint, served twice, drawn as Gantt charts
+  sdax demo [--trace FILE] [--report FILE] [--uvloop]
+                                        a realistic endpoint, served twice, drawn as Gantt charts
   sdax plan MODULE:ATTR [--format F]    the plan of a processor or builder: text, mermaid or dot
   sdax trace REPORT.json [--width N]    the Gantt chart of a saved RunReport
 
@@ -22,7 +23,9 @@ from typing import Any, Protocol, cast
 
 import msgspec
 
+from sdax._version import __version__
 from sdax.analysis import ExecutionGraph, TaskAnalysis
+from sdax.errors import count_noun
 from sdax.report import RunReport
 from sdax.timeline import render_gantt, write_chrome_trace
 
@@ -41,9 +44,13 @@ class _Plan(Protocol):
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line `argv` (default: sys.argv[1:]); return the exit status."""
     parser = _parser()
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    if not arguments:  # a bare `sdax` is a request for help, not a mistake
+        parser.print_help()
+        return 0
     try:
-        args = parser.parse_args(argv)
-    except SystemExit as stop:  # argparse exits on --help and on bad arguments
+        args = parser.parse_args(arguments)
+    except SystemExit as stop:  # argparse exits on --help, --version and bad arguments
         return stop.code if isinstance(stop.code, int) else 2
     command = {"demo": _demo, "plan": _plan, "trace": _trace}[args.command]
     try:
@@ -63,12 +70,18 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sdax", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--version", action="version", version=f"sdax {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser("demo", help="run a realistic endpoint workflow, twice")
     demo.add_argument(
         "--trace",
         metavar="FILE",
         help="write the Chrome trace of the failing request (the second) to FILE",
+    )
+    demo.add_argument(
+        "--report",
+        metavar="FILE",
+        help="write the RunReport of the failing request to FILE (read it with `sdax trace`)",
     )
     demo.add_argument("--uvloop", action="store_true", help="run on uvloop")
     plan = commands.add_parser("plan", help="show the plan of a processor or builder")
@@ -103,8 +116,17 @@ def _demo(args: argparse.Namespace) -> None:
         reports = uvloop.run(demo_main())
     else:
         reports = asyncio.run(demo_main())
+    failing = next((report for report in reports if report.outcome != "ok"), reports[-1])
+    if args.report:
+        try:
+            Path(args.report).write_bytes(failing.to_json())
+        except OSError as error:
+            raise _Usage(f"cannot write the report to {args.report}: {error}") from None
+        print(
+            f"\nRunReport of run {failing.run_id} ({failing.outcome}) written to {args.report}:"
+            f" draw it with `sdax trace {args.report}`"
+        )
     if args.trace:
-        failing = next((report for report in reports if report.outcome != "ok"), reports[-1])
         try:
             path = write_chrome_trace(failing, args.trace)
         except OSError as error:
@@ -132,7 +154,8 @@ def _plan(args: argparse.Namespace) -> None:
 def plan_text(analysis: TaskAnalysis) -> str:
     """The waves (pre_execute and post_execute) and counts of a plan, as text."""
     lines = [
-        f"{analysis.total_tasks} tasks: {analysis.tasks_with_pre_execute} with pre_execute, "
+        f"{count_noun(analysis.total_tasks, 'task')}: "
+        f"{analysis.tasks_with_pre_execute} with pre_execute, "
         f"{analysis.tasks_with_execute} with execute, "
         f"{analysis.tasks_with_post_execute} with post_execute, "
         f"{analysis.nodes} without phases",
@@ -250,8 +273,22 @@ def _trace(args: argparse.Namespace) -> None:
     try:
         report = RunReport.from_json(data)
     except msgspec.DecodeError as error:  # also ValidationError: valid JSON, not a report
+        if _is_chrome_trace(data):
+            raise _Usage(
+                f"{args.report} is a Chrome trace, not a saved RunReport: open it in "
+                "https://ui.perfetto.dev or chrome://tracing (`sdax demo --report FILE` "
+                "saves a report this command draws)"
+            ) from None
         raise _Usage(f"{args.report} is not a saved RunReport: {error}") from None
     print(render_gantt(report, width=args.width))
+
+
+def _is_chrome_trace(data: bytes) -> bool:
+    try:
+        decoded = msgspec.json.decode(data)
+    except msgspec.DecodeError:
+        return False
+    return (isinstance(decoded, dict) and "traceEvents" in decoded) or isinstance(decoded, list)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from typing import Any, Generic, TypeVar
 from msgspec import Struct
 
 from sdax.declarations import AsyncTask
+from sdax.errors import count_noun
 from sdax.graph import TaskGraph, compile_graph, normalise_dependencies
 
 
@@ -85,9 +86,9 @@ class TaskAnalysis:
 
     def __repr__(self) -> str:
         return (
-            f"<TaskAnalysis {self.total_tasks} tasks, "
-            f"{len(self.pre_execute_graph.waves)} pre waves, "
-            f"{len(self.post_execute_graph.waves)} post waves>"
+            f"<TaskAnalysis {count_noun(self.total_tasks, 'task')}, "
+            f"{count_noun(len(self.pre_execute_graph.waves), 'pre wave')}, "
+            f"{count_noun(len(self.post_execute_graph.waves), 'post wave')}>"
         )
 
 

@@ -10,6 +10,7 @@ import asyncio
 import contextvars
 import enum
 import functools
+import inspect
 import math
 import sys
 from collections.abc import Awaitable, Callable, Hashable, Iterable
@@ -76,6 +77,17 @@ class TaskFunction(Generic[T]):
                 f"{self.function!r}"
             )
         name = describe_callable(self.function)
+        check_signature(self.function, 2 if self.has_task_group_argument else 1)
+        for field_name in ("timeout", "initial_delay", "backoff_factor"):
+            value = getattr(self, field_name)
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int | float)
+            ):
+                wanted = {"timeout": "a number of seconds or None", "initial_delay": "a number of"
+                          " seconds", "backoff_factor": "a number"}[field_name]  # fmt: skip
+                raise TypeError(
+                    f"{name}: {field_name} must be {wanted}, got {type(value).__name__}: {value!r}"
+                )
         if self.timeout is not None and not (self.timeout >= 0):  # also rejects NaN
             raise ValueError(f"{name}: timeout must be >= 0 or None, got {self.timeout!r}")
         if isinstance(self.retries, bool) or not isinstance(self.retries, int):
@@ -218,6 +230,91 @@ class _ThreadAdapter:
 
     def __repr__(self) -> str:
         return f"task_thread_func({describe_callable(self.__wrapped__)})"
+
+
+def check_signature(function: Callable[..., object], arguments: int) -> None:
+    """Reject at declaration what could only fail (or silently do nothing) in a run.
+
+    For the sync and thread adapters the wrapped function is checked: an async
+    function there would return a coroutine nobody awaits. For async phase
+    functions only what can be told without calling is rejected (generator
+    functions, a `-> None` annotation, the wrong number of parameters), so a
+    plain function that returns an awaitable stays allowed.
+    """
+    adapter = _adapter_name(function)
+    target = getattr(function, "__wrapped__", function) if adapter else function
+    name = describe_callable(target)
+    if adapter and _is_async(target):
+        raise TypeError(
+            f"{adapter}({name}): {name} is an async function; it would return a coroutine "
+            "that is never awaited. Declare it with task_func"
+        )
+    if not adapter:
+        if inspect.isasyncgenfunction(target):
+            raise TypeError(
+                f"{name} is an async generator function: calling it returns an async "
+                "generator, which cannot be awaited; a phase function is `async def f(ctx)`"
+            )
+        if _is_plain_generator(target):
+            raise TypeError(
+                f"{name} is a generator function: calling it returns a generator, which "
+                "cannot be awaited; a phase function is `async def f(ctx)`"
+            )
+        if not _is_async(target) and _returns_none(target):
+            raise TypeError(
+                f"{name} is a plain function annotated `-> None`, so it returns nothing to "
+                "await; make it `async def`, or declare it with task_sync_func"
+            )
+    _check_arity(target, name, arguments)
+
+
+def _adapter_name(function: object) -> str | None:
+    if isinstance(function, _SyncAdapter):
+        return "task_sync_func"
+    if isinstance(function, _ThreadAdapter):
+        return "task_thread_func"
+    return None
+
+
+def _is_async(function: object) -> bool:
+    if inspect.iscoroutinefunction(function) or inspect.isasyncgenfunction(function):
+        return True
+    # A callable object whose __call__ is async.
+    return not inspect.isroutine(function) and inspect.iscoroutinefunction(
+        vars(type(function)).get("__call__")
+    )
+
+
+def _is_plain_generator(function: object) -> bool:
+    # @types.coroutine generators are awaitable: their code carries CO_ITERABLE_COROUTINE.
+    code = getattr(inspect.unwrap(function), "__code__", None)  # type: ignore[arg-type]
+    iterable_coroutine = code is not None and bool(code.co_flags & inspect.CO_ITERABLE_COROUTINE)
+    return inspect.isgeneratorfunction(function) and not iterable_coroutine
+
+
+def _returns_none(function: Callable[..., object]) -> bool:
+    try:
+        annotation = inspect.signature(function).return_annotation
+    except (TypeError, ValueError):
+        return False
+    return annotation is None or annotation == "None"
+
+
+def _check_arity(function: Callable[..., object], name: str, arguments: int) -> None:
+    try:
+        signature = inspect.signature(function)
+    except (TypeError, ValueError):  # some builtins have no signature: nothing to check
+        return
+    try:
+        signature.bind(*range(arguments))
+    except TypeError:
+        wanted = "(ctx)" if arguments == 1 else "(ctx, task_group)"
+        parameters = signature.replace(return_annotation=inspect.Signature.empty)
+        raise TypeError(
+            f"{name}{parameters} cannot be called as {name}{wanted}; "
+            f"sdax calls a phase function with {arguments} positional argument"
+            f"{'' if arguments == 1 else 's'}"
+        ) from None
 
 
 def describe_callable(function: object) -> str:
@@ -368,12 +465,17 @@ def task(
             f"task {name!r} has no phase function; give at least one of pre_execute, "
             "execute, post_execute (or use join() for a pure synchronisation node)"
         )
-    return AsyncTask(
-        name,
-        pre_execute=_as_task_function(pre_execute),
-        execute=_as_task_function(execute),
-        post_execute=_as_task_function(post_execute),
-    )
+    try:
+        return AsyncTask(
+            name,
+            pre_execute=_as_task_function(pre_execute),
+            execute=_as_task_function(execute),
+            post_execute=_as_task_function(post_execute),
+        )
+    except TypeError as error:
+        if str(error).startswith(f"task {name!r}"):
+            raise
+        raise TypeError(f"task {name!r}: {error}") from None
 
 
 def _as_task_function(function: PhaseArgument[T]) -> TaskFunction[T] | None:

@@ -19,11 +19,13 @@ from dataclasses import dataclass, field
 from sdax import (
     AsyncDagTaskProcessor,
     AsyncTask,
+    PhaseRetried,
+    RunObserver,
     RunReport,
     SdaxExecutionError,
-    flatten_exceptions,
     task_func,
 )
+from sdax.analysis import ExecutionGraph
 from sdax.timeline import render_gantt
 
 
@@ -77,7 +79,7 @@ async def fetch_profile(req: Request) -> None:
 
 
 async def write_audit(req: Request) -> None:
-    req.say("Audit     post  write the audit record (after Fetch's chain ran)")
+    req.say("Audit     post  write the audit record (before the connection closes)")
     await asyncio.sleep(0.002)
 
 
@@ -98,29 +100,36 @@ def build_endpoint() -> AsyncDagTaskProcessor[Request]:
             depends_on=("Database",),
         )
         .add_task(
-            AsyncTask(
-                "Fetch",
-                execute=task_func(fetch_profile),
-                post_execute=task_func(write_audit),
-            ),
+            AsyncTask("Fetch", execute=task_func(fetch_profile)),
             depends_on=("Auth", "Flags"),
         )
+        # A post-only task: it cleans up before what it depends on does.
+        .add_task(AsyncTask("Audit", post_execute=task_func(write_audit)), depends_on=("Fetch",))
         .build()
     )
+
+
+class _SayRetries(RunObserver):
+    """Makes each retry visible in the request's log."""
+
+    def __init__(self, req: Request) -> None:
+        self._req = req
+
+    def phase_retried(self, event: PhaseRetried) -> None:
+        self._req.say(
+            f"{event.task!s:<9} {event.phase}: attempt {event.attempt} failed "
+            f"({type(event.error).__name__}), retrying in {event.delay * 1000:.0f} ms"
+        )
 
 
 async def serve(endpoint: AsyncDagTaskProcessor[Request], req: Request) -> RunReport:
     """Run one request, tell how it went, draw its Gantt chart; return its report."""
     report: RunReport | None
     try:
-        report = await endpoint.process_tasks(req, report=True)
+        report = await endpoint.process_tasks(req, report=True, observers=[_SayRetries(req)])
     except SdaxExecutionError as error:
         report = error.report
         req.say(f"request failed after cleanup: {error}")
-        for leaf in flatten_exceptions(error):
-            print(f"             {type(leaf).__name__}: {leaf}")
-            for note in getattr(leaf, "__notes__", ()):
-                print(f"               {note}")
     else:
         req.say(f"request served: user={req.user}, flags={req.flags}")
     print(f"             connection left open: {req.connection is not None}")
@@ -129,14 +138,22 @@ async def serve(endpoint: AsyncDagTaskProcessor[Request], req: Request) -> RunRe
     return report
 
 
+def _print_waves(graph: ExecutionGraph) -> None:
+    for wave in graph.waves:
+        after = ", ".join(map(str, wave.depends_on_tasks)) or "nothing"
+        print(f"  wave {wave.wave_num}: {', '.join(map(str, wave.tasks))}  (after {after})")
+
+
 async def main() -> list[RunReport]:
     """Print the plan, serve both requests; return their reports, in request order."""
     endpoint = build_endpoint()
     analysis = endpoint.analysis
-    print("The plan (pre_execute waves; each starts when the one before has succeeded):")
-    for wave in analysis.pre_execute_graph.waves:
-        after = ", ".join(map(str, wave.depends_on_tasks)) or "nothing"
-        print(f"  wave {wave.wave_num}: {', '.join(map(str, wave.tasks))}  (after {after})")
+    print("The plan: pre_execute waves (each starts once those it is after have succeeded)")
+    _print_waves(analysis.pre_execute_graph)
+    executes = [key for key, task in analysis.tasks.items() if task.execute is not None]
+    print(f"then every execute at once: {', '.join(map(str, executes))}")
+    print("then post_execute waves (each starts once those it is after are cleaned up)")
+    _print_waves(analysis.post_execute_graph)
     print("\nRequest 1: every service is up")
     served = await serve(endpoint, Request(user_id=1))
     print("\nRequest 2: the feature-flag service is down (one retry, then give up)")

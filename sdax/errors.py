@@ -127,8 +127,14 @@ class SdaxExecutionError(ExceptionGroup[Exception]):
 
     @property
     def primary(self) -> Exception:
-        """The first failure in time: usually the one worth reporting."""
-        return self.failures[0].error if self.failures else self.exceptions[0]
+        """The first failure in time: usually the one worth reporting.
+
+        When that failure is an exception group (a task group's children),
+        its first leaf: the exception a child actually raised.
+        """
+        first = self.failures[0].error if self.failures else self.exceptions[0]
+        leaf = flatten_exceptions(first)[0]
+        return leaf if isinstance(leaf, Exception) else first
 
     def by_task(self) -> dict[Hashable, list[tuple[str, Exception]]]:
         """Task key -> [(phase, exception), ...], each in the order they failed."""
@@ -145,14 +151,33 @@ class SdaxExecutionError(ExceptionGroup[Exception]):
         """The original exceptions, depth first, with nested groups flattened."""
         return flatten_exceptions(self)
 
+    def flatten_exceptions(self) -> list[BaseException]:
+        """The same as `leaf_exceptions()` and the module function `flatten_exceptions(error)`."""
+        return flatten_exceptions(self)
+
     def __str__(self) -> str:
         if not self.failures:
             return super().__str__()
         lines = [self.message + ":"]
-        lines.extend(
-            f"  {f.key!r} {f.phase}: {type(f.error).__name__}: {f.error}" for f in self.failures
-        )
+        lines.extend(_summary_line(f) for f in self.failures)
         return "\n".join(lines)
+
+
+def _summary_line(failure: TaskFailure) -> str:
+    """One failure as `'Key' phase: Type: message`, task and phase said once.
+
+    A task group's failure lists the leaves its children raised, not the group.
+    """
+    where = f"task {failure.key!r} {failure.phase}"
+    leaves = flatten_exceptions(failure.error)
+    parts = []
+    for leaf in leaves:
+        message = str(leaf)
+        # sdax's own messages start with the task and phase: do not say them twice.
+        if message.startswith(where):
+            message = message[len(where) :].lstrip(": ")
+        parts.append(f"{type(leaf).__name__}: {message}" if message else type(leaf).__name__)
+    return f"  {failure.key!r} {failure.phase}: " + "; ".join(parts)
 
 
 def flatten_exceptions(error: BaseException) -> list[BaseException]:
@@ -175,5 +200,11 @@ def annotate(error: BaseException, note: str) -> BaseException:
     return error
 
 
+_IRREGULAR_PLURALS = {"child": "children"}
+
+
 def count_noun(count: int, noun: str) -> str:
-    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+    """`1 task`, `2 tasks`, `1 child`, `3 children`."""
+    if count == 1:
+        return f"{count} {noun}"
+    return f"{count} {_IRREGULAR_PLURALS.get(noun, noun + 's')}"

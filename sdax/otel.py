@@ -29,7 +29,10 @@ try:
     from opentelemetry.context import Context
     from opentelemetry.trace import Span, Status, StatusCode, Tracer, TracerProvider
 except ImportError as error:  # pragma: no cover - exercised with opentelemetry hidden
-    raise ImportError("sdax.otel needs the OpenTelemetry API: pip install 'sdax[otel]'") from error
+    raise ImportError(
+        "sdax.otel needs the OpenTelemetry API, the 'otel' extra of sdax: "
+        "pip install opentelemetry-api (or, from a clone, pip install '.[otel]')"
+    ) from error
 
 from sdax._version import __version__
 from sdax.declarations import PhaseId

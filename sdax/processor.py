@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Generic, Literal, TypedDict, TypeVar, overload
 from sdax.actors.coordinator import Coordinator
 from sdax.analysis import TaskAnalysis
 from sdax.declarations import PhaseId
-from sdax.errors import RunTimeoutError, SdaxExecutionError
+from sdax.errors import RunTimeoutError, SdaxExecutionError, count_noun
 from sdax.graph import TaskGraph
 from sdax.inflight import RunsInFlight
 from sdax.observers import RunObserver
@@ -244,7 +244,7 @@ class AsyncTaskProcessor(Generic[T]):
         return to_dot(self._graph, self.analysis)
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} of {len(self._graph)} tasks>"
+        return f"<{type(self).__name__} of {count_noun(len(self._graph), 'task')}>"
 
 
 class AsyncDagTaskProcessor(AsyncTaskProcessor[T]):

@@ -233,7 +233,7 @@ def test_trace_explains_a_file_it_cannot_use(
 
 
 @pytest.mark.parametrize(
-    "argv", [[], ["plan"], ["trace", "r.json", "--width", "0"], ["plan", "m:a", "--format", "svg"]]
+    "argv", [["plan"], ["trace", "r.json", "--width", "0"], ["plan", "m:a", "--format", "svg"]]
 )
 def test_bad_arguments_exit_with_status_2(
     argv: list[str], capsys: pytest.CaptureFixture[str]
@@ -242,6 +242,55 @@ def test_bad_arguments_exit_with_status_2(
     assert "usage: sdax" in capsys.readouterr().err
 
 
+def test_a_bare_sdax_prints_the_help_and_exits_with_status_0(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: sdax")
+    assert "sdax demo" in out
+
+
+def test_version_prints_the_version_of_this_package(capsys: pytest.CaptureFixture[str]) -> None:
+    from sdax import __version__
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out == f"sdax {__version__}\n"
+
+
+def test_trace_recognises_a_chrome_trace_and_says_what_opens_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "trace.json"
+    path.write_bytes(b'{"traceEvents": [], "displayTimeUnit": "ms"}')
+    assert main(["trace", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "is a Chrome trace, not a saved RunReport" in err
+    assert "https://ui.perfetto.dev" in err
+
+
+def test_demo_report_writes_a_report_that_trace_draws(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "demo-report.json"
+    assert main(["demo", "--report", str(path)]) == 0
+    capsys.readouterr()
+    assert main(["trace", str(path)]) == 0
+    assert "Database" in capsys.readouterr().out
+
+
 def test_help_exits_with_status_0(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--help"]) == 0
     assert "sdax plan MODULE:ATTR" in capsys.readouterr().out
+
+
+def test_demo_shows_the_whole_plan_the_retry_and_the_error_once(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["demo"]) == 0
+    out = capsys.readouterr().out
+    assert "then post_execute waves" in out
+    assert "wave 0: Audit  (after nothing)" in out  # the post-only step, named as its task
+    assert "Flags     pre_execute: attempt 1 failed (ConnectionError), retrying in " in out
+    # Once in the request log, once in the chart footer.
+    assert out.count("feature-flag service refused the connection") == 2

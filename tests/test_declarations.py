@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+import sdax
 from sdax import (
     AsyncDagTaskProcessor,
     AsyncTask,
@@ -370,3 +371,59 @@ async def test_a_phase_function_returning_a_non_awaitable_fails_with_a_type_erro
     message = str(error)
     for expected in ("'Compute'", "execute", "int", "task_sync_func"):
         assert expected in message
+
+
+# ------------------------------------------- what can be told without calling the function
+
+
+async def an_async_step(ctx: object) -> None:
+    """Async: wrong for the sync and thread helpers."""
+
+
+@pytest.mark.parametrize("helper", [task_sync_func, sdax.task_thread_func])
+def test_the_sync_and_thread_helpers_reject_an_async_function(helper: Any) -> None:
+    with pytest.raises(TypeError, match=r"an_async_step is an async function.*task_func"):
+        helper(an_async_step)
+
+
+def test_a_generator_function_is_rejected_where_it_is_declared() -> None:
+    def steps(ctx: object) -> Any:
+        yield ctx
+
+    async def async_steps(ctx: object) -> Any:
+        yield ctx
+
+    with pytest.raises(TypeError, match="steps is a generator function"):
+        task_func(steps)
+    with pytest.raises(TypeError, match="async_steps is an async generator function"):
+        task_func(async_steps)
+
+
+def test_a_plain_function_annotated_none_is_rejected_one_returning_an_awaitable_is_not() -> None:
+    def returns_nothing(ctx: object) -> None:
+        pass
+
+    def returns_a_coroutine(ctx: object) -> Any:
+        return an_async_step(ctx)
+
+    with pytest.raises(TypeError, match=r"returns_nothing is a plain function.*task_sync_func"):
+        task_func(returns_nothing)
+    assert task_func(returns_a_coroutine).function is returns_a_coroutine
+
+
+def test_the_wrong_number_of_parameters_is_rejected_and_task_names_the_task() -> None:
+    async def no_context() -> None:
+        pass
+
+    with pytest.raises(TypeError, match=r"no_context\(\) cannot be called as \S*no_context\(ctx\)"):
+        task_func(no_context)
+    with pytest.raises(TypeError, match=r"fetch_user\(ctx: 'object'\) cannot be called as"):
+        task_group_func(fetch_user)
+    with pytest.raises(TypeError, match=r"^task 'Load': \S*no_context\(\)"):
+        task("Load", execute=no_context)
+
+
+@pytest.mark.parametrize("option", ["timeout", "initial_delay", "backoff_factor"])
+def test_a_policy_number_given_as_a_string_is_refused_with_its_name(option: str) -> None:
+    with pytest.raises(TypeError, match=rf"fetch_user: {option} must be a number.*got str: '2'"):
+        task_func(fetch_user, **{option: "2"})

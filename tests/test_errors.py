@@ -7,6 +7,7 @@ import asyncio
 import copy
 import pickle
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -175,3 +176,81 @@ async def test_a_run_timeout_error_from_a_real_run_survives_pickle() -> None:
     copied = pickle.loads(pickle.dumps(caught.value))
     assert type(copied) is RunTimeoutError
     assert (copied.timeout, str(copied)) == (0, str(caught.value))
+
+
+# ------------------------------------------------------- summaries a newcomer can read
+
+
+async def test_a_task_group_failure_reads_as_what_the_child_raised() -> None:
+    from sdax import AsyncDagTaskProcessor, AsyncTask, SdaxTaskGroup, task_group_func
+
+    child_error = ValueError("child broke")
+
+    async def child() -> None:
+        raise child_error
+
+    async def spawn(ctx: None, group: SdaxTaskGroup) -> None:
+        group.create_task(child())
+
+    processor = (
+        AsyncDagTaskProcessor[None]
+        .builder()
+        .add_task(AsyncTask("T", execute=task_group_func(spawn)))
+        .build()
+    )
+    with pytest.raises(SdaxExecutionError) as caught:
+        await processor.process_tasks(None)
+    assert caught.value.primary is child_error
+    assert str(caught.value) == "1 task failed:\n  'T' execute: ValueError: child broke"
+
+
+async def test_a_summary_names_the_task_and_phase_once() -> None:
+    from sdax import AsyncDagTaskProcessor, AsyncTask, task_func
+
+    def not_async(ctx: None) -> Any:
+        return 42
+
+    processor = (
+        AsyncDagTaskProcessor[None]
+        .builder()
+        .add_task(AsyncTask("SyncTask", pre_execute=task_func(not_async)))
+        .build()
+    )
+    with pytest.raises(SdaxExecutionError) as caught:
+        await processor.process_tasks(None)
+    line = str(caught.value).splitlines()[1]
+    assert line.startswith("  'SyncTask' pre_execute: TypeError: ")
+    assert line.count("SyncTask") == 1
+
+
+def test_flatten_exceptions_is_also_a_method() -> None:
+    leaf = KeyError("k")
+    error = SdaxExecutionError("1 task failed", [ExceptionGroup("g", [leaf])])
+    assert error.flatten_exceptions() == [leaf] == error.leaf_exceptions()
+
+
+def test_counts_in_reprs_agree_with_their_number() -> None:
+    from sdax import AsyncDagTaskProcessor, AsyncTask, task_func
+    from sdax.errors import count_noun
+
+    async def step(ctx: None) -> None:
+        pass
+
+    processor = (
+        AsyncDagTaskProcessor[None]
+        .builder()
+        .add_task(AsyncTask("Only", pre_execute=task_func(step)))
+        .build()
+    )
+    assert repr(processor) == "<AsyncDagTaskProcessor of 1 task>"
+    assert repr(processor.analysis) == "<TaskAnalysis 1 task, 1 pre wave, 0 post waves>"
+    assert [count_noun(n, "child") for n in (1, 2)] == ["1 child", "2 children"]
+
+
+def test_submodules_are_attributes_of_sdax_without_their_own_import() -> None:
+    import subprocess
+    import sys
+
+    code = "import sdax; print(sdax.timeline.to_chrome_trace.__name__, sdax.testing.__name__)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["to_chrome_trace", "sdax.testing"]

@@ -1594,3 +1594,93 @@ async def test_unsafe_shared_state_is_written_by_every_concurrent_run() -> None:
 
     # sdax isolates contexts only: all three runs wrote into the one shared dict.
     assert SHARED_CACHE == {1: "data for 1", 2: "data for 2", 3: "data for 3"}
+
+
+# ------------------------------------------------ this project's own README and docs/
+# A block that calls asyncio.run is a whole program: it runs in a fresh interpreter,
+# as a reader who pasted it would run it. The other blocks are fragments of the
+# programs around them (`await` at top level, the endpoint of the Quick Start): they
+# must at least compile.
+
+_ROOT = Path(__file__).resolve().parent.parent
+_DOCUMENTS = [_ROOT / "README.md", *sorted((_ROOT / "docs").glob("*.md"))]
+
+
+def _python_blocks() -> list[tuple[str, str]]:
+    blocks: list[tuple[str, str]] = []
+    for document in _DOCUMENTS:
+        lines = document.read_text(encoding="utf-8").splitlines()
+        start: int | None = None
+        for number, line in enumerate(lines, start=1):
+            if start is None and line.strip() == "```python":
+                start = number
+            elif start is not None and line.strip() == "```":
+                name = f"{document.relative_to(_ROOT)}:{start}"
+                blocks.append((name, "\n".join(lines[start : number - 1]) + "\n"))
+                start = None
+    return blocks
+
+
+_BLOCKS = _python_blocks()
+_PROGRAMS = [block for block in _BLOCKS if "asyncio.run(" in block[1]]
+_FRAGMENTS = [block for block in _BLOCKS if "asyncio.run(" not in block[1]]
+
+
+def test_the_readme_has_a_quick_start_program() -> None:
+    assert any(name.startswith("README.md") for name, _ in _PROGRAMS)
+
+
+@pytest.mark.parametrize(("name", "code"), _PROGRAMS, ids=[name for name, _ in _PROGRAMS])
+def test_a_program_in_the_docs_runs_as_pasted(name: str, code: str, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    script = tmp_path / "example.py"
+    script.write_text(code, encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, "-I", str(script)], capture_output=True, text=True, timeout=60,
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, f"{name} failed:\n{result.stderr}"
+    assert result.stdout.strip(), f"{name} printed nothing"
+    assert result.stderr == ""
+
+
+def test_the_quick_start_prints_what_happened_in_order(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    code = next(code for name, code in _PROGRAMS if name.startswith("README.md"))
+    script = tmp_path / "quickstart.py"
+    script.write_text(code, encoding="utf-8")
+    out = subprocess.run(
+        [sys.executable, "-I", str(script)], capture_output=True, text=True, timeout=60,
+        check=True,
+    ).stdout.splitlines()  # fmt: skip
+    assert out[0] == "connection opened"
+    assert sorted(out[1:3]) == ["flags loaded", "user 42 authenticated"]
+    assert out[3:] == ["profile fetched", "connection closed", "{'id': 42, 'new_page': True}"]
+
+
+def test_the_quick_start_passes_mypy_strict(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    code = next(code for name, code in _PROGRAMS if name.startswith("README.md"))
+    script = tmp_path / "quickstart.py"
+    script.write_text(code, encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", str(script)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout
+
+
+@pytest.mark.parametrize(("name", "code"), _FRAGMENTS, ids=[name for name, _ in _FRAGMENTS])
+def test_a_fragment_in_the_docs_compiles(name: str, code: str) -> None:
+    import ast
+
+    # Fragments that continue a try block begin with `except`: give them their `try`.
+    if code.lstrip().startswith("except"):
+        code = "try:\n    pass\n" + code
+    compile(code, name, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)

@@ -23,6 +23,8 @@ from collections.abc import Coroutine
 from types import TracebackType
 from typing import Any, TypeVar
 
+from sdax.errors import count_noun
+
 R = TypeVar("R")
 
 
@@ -154,6 +156,5 @@ class SdaxTaskGroup:
             self._parent.cancel()
 
     def __repr__(self) -> str:
-        return (
-            f"<SdaxTaskGroup of {self._owner}: {self._state.value}, {len(self._children)} children>"
-        )
+        children = count_noun(len(self._children), "child")
+        return f"<SdaxTaskGroup of {self._owner}: {self._state.value}, {children}>"
