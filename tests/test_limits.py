@@ -264,7 +264,9 @@ async def test_a_shared_limit_shows_its_usage_on_the_running_loop() -> None:
     heavy = asyncio.create_task(processor("heavy").process_tasks(None))
     await entered["heavy"].wait()
     second = asyncio.create_task(processor("second").process_tasks(None))
-    while pool.waiting == 0:  # the second run queues behind the first's 2 units
+    for _ in range(10):  # loop turns for the second run to queue behind the first's 2 units
+        if pool.waiting:
+            break
         await asyncio.sleep(0)
     assert (pool.in_use, pool.free, pool.waiting) == (2, 1, 1)
     release["heavy"].set()
