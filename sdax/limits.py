@@ -9,6 +9,11 @@ A limit is per run unless `shared=True`: then one pool of `capacity` units
 serves every run that uses this Limit object on the same event loop (a
 connection pool shared by all requests, say).
 
+A shared limit shows its pool on the running loop, read-only, for health
+checks: `in_use` (units held by running phases), `free` (units left) and
+`waiting` (phases queued for it). A per-run limit has no one pool to show
+(each run has its own), so reading these on it raises `TypeError`.
+
 Cleanup never waits for a slot: post_execute functions cannot declare
 limits, since releasing resources must never queue behind acquiring them.
 """
@@ -37,6 +42,32 @@ class Limit:
     def units(self, count: int) -> LimitUse:
         """Use `count` units of this limit (a heavier user of the same resource)."""
         return LimitUse(self, count)
+
+    @property
+    def in_use(self) -> int:
+        """Units held right now by running phases on the running loop (shared limits only)."""
+        return self.capacity - self.free
+
+    @property
+    def free(self) -> int:
+        """Units no phase holds right now on the running loop (shared limits only)."""
+        return self._usage()[0]
+
+    @property
+    def waiting(self) -> int:
+        """Phases queued for this limit right now on the running loop (shared limits only)."""
+        return self._usage()[1]
+
+    def _usage(self) -> tuple[int, int]:
+        if not self.shared:
+            raise TypeError(
+                f"limit {self.name!r} is per run: each run has its own pool, so there is no "
+                "one usage to read; declare it Limit(..., shared=True) to watch it"
+            )
+        # Imported here: the admission actor imports this module.
+        from sdax.actors.admission import shared_usage
+
+        return shared_usage(self)
 
     def __repr__(self) -> str:
         shared = ", shared" if self.shared else ""

@@ -241,3 +241,50 @@ def test_bad_limit_declarations_fail_early_with_clear_messages() -> None:
     )
     with pytest.raises(ValueError, match=r"named 'db' .*'A' and 'B'"):
         twins.build()
+
+
+async def test_a_shared_limit_shows_its_usage_on_the_running_loop() -> None:
+    pool = Limit("pool", 3, shared=True)
+    entered = {name: asyncio.Event() for name in ("heavy", "second")}
+    release = {name: asyncio.Event() for name in ("heavy", "second")}
+
+    def holder(name: str) -> Any:
+        async def hold(ctx: object) -> None:
+            entered[name].set()
+            await release[name].wait()
+
+        return hold
+
+    def processor(name: str) -> Any:
+        builder = AsyncDagTaskProcessor[None].builder()
+        use = task_func(holder(name), limits=[pool.units(2)])
+        return builder.add_task(AsyncTask(name, execute=use)).build()
+
+    assert (pool.in_use, pool.free, pool.waiting) == (0, 3, 0)  # nothing used it yet
+    heavy = asyncio.create_task(processor("heavy").process_tasks(None))
+    await entered["heavy"].wait()
+    second = asyncio.create_task(processor("second").process_tasks(None))
+    for _ in range(10):  # loop turns for the second run to queue behind the first's 2 units
+        if pool.waiting:
+            break
+        await asyncio.sleep(0)
+    assert (pool.in_use, pool.free, pool.waiting) == (2, 1, 1)
+    release["heavy"].set()
+    await heavy
+    await entered["second"].wait()
+    assert (pool.in_use, pool.free, pool.waiting) == (2, 1, 0)
+    release["second"].set()
+    await second
+    assert (pool.in_use, pool.free, pool.waiting) == (0, 3, 0)
+
+
+async def test_a_per_run_limit_has_no_one_usage_to_read() -> None:
+    per_run = Limit("per_run", 2)
+    for read in ("in_use", "free", "waiting"):
+        with pytest.raises(TypeError, match=r"limit 'per_run' is per run"):
+            getattr(per_run, read)
+
+
+def test_shared_usage_outside_an_event_loop_says_it_needs_one() -> None:
+    with pytest.raises(RuntimeError, match=r"limit 'outside': .*event loop"):
+        _ = Limit("outside", 1, shared=True).free

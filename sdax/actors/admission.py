@@ -167,3 +167,17 @@ def _shared_pools(loop: asyncio.AbstractEventLoop) -> dict[Limit, _Pool]:
         if pools is None:
             pools = _shared_by_loop[loop] = {}
         return pools
+
+
+def shared_usage(limit: Limit) -> tuple[int, int]:
+    """(free units, queued phases) of a shared limit's pool on the running loop."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        raise RuntimeError(
+            f"limit {limit.name!r}: its usage belongs to an event loop; read it on one"
+        ) from None
+    pool = _shared_pools(loop).get(limit)
+    if pool is None:  # nothing has used it on this loop yet
+        return limit.capacity, 0
+    return pool.free, len(pool.queue)
