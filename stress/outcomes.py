@@ -36,6 +36,7 @@ from stress.faults import (
     RAISE,
     SELFCANCEL,
     SPAWN,
+    SWALLOWED,
     START,
     TERMINAL,
     THREAD,
@@ -227,6 +228,10 @@ def attempt_results(
         return {Outcome(PCANCEL, (attempt.selfcancel,))} | late
     if attempt.cancelled:  # empty: cancelled by nobody entitled to
         return _stops(policy, entitled, cutoff) | late
+    if attempt.body == SWALLOWED and policy.short_timeout:
+        # SPEC 4: a timed-out attempt stays a TimeoutError though the function
+        # swallowed the cancellation and returned.
+        return {Outcome(OK), Outcome(TIMEOUT)} | late
     return {Outcome(OK)} | late  # returned (or swallowed the cancellation)
 
 
