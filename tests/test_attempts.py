@@ -89,6 +89,26 @@ async def test_an_attempt_that_swallows_its_timeout_still_timed_out_and_nothing_
     assert ctx == ["swallowed"]
 
 
+async def test_an_error_raised_in_answer_to_the_timeout_stays_that_error() -> None:
+    async def raises_on_cancel(ctx: object) -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            raise ValueError("gave up while closing") from None
+
+    processor = (
+        AsyncDagTaskProcessor[None]
+        .builder()
+        .add_task(AsyncTask("Slow", pre_execute=task_func(raises_on_cancel, timeout=0)))
+        .build()
+    )
+    with pytest.raises(SdaxExecutionError) as caught:
+        await processor.process_tasks(None)
+    [leaf] = caught.value.leaf_exceptions()
+    assert type(leaf) is ValueError  # as asyncio.timeout lets it through, not a TimeoutError
+    assert str(leaf) == "gave up while closing"
+
+
 async def test_a_post_cut_off_by_cleanup_timeout_says_so_in_its_message() -> None:
     async def hangs(ctx: object) -> None:
         await asyncio.Event().wait()

@@ -157,9 +157,10 @@ class _Bound:
         except TimeoutError as error:
             error.args = (self._message,)  # asyncio's own carries no message
             raise self._noted(error) from error.__cause__
-        if self._timeout.expired() and (exc is None or isinstance(exc, Exception)):
-            # Expired, yet the body ended without the cancellation: it swallowed it.
-            raise self._noted(TimeoutError(self._message)) from exc
+        if self._timeout.expired() and exc is None:
+            # Expired, yet the body returned: it swallowed the cancellation. An
+            # error of its own, raised instead, stays what it is (as asyncio's).
+            raise self._noted(TimeoutError(self._message))
 
     def _noted(self, error: TimeoutError) -> TimeoutError:
         error.add_note(f"sdax: {self._where} {self._message}")
