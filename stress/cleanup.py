@@ -25,14 +25,13 @@ def eligibility(
 ) -> dict[Hashable, Tri]:
     """Cleanup eligibility of every task with a post.
 
-    A task with a pre is owed cleanup once its pre was started; one without
+    A task with a pre is owed cleanup once its pre's function was entered; one without
     a pre once its chain ran: every effective pre-dependency succeeded,
     through dependencies without a pre, recursively. `aborted`: the forward
     phases may have been stopped early, so a pre that was released but left
-    no trace may still have been started (its task cancelled before its
-    first step), which makes its cleanup optional rather than owed, unless
-    `unseen` (from our observer, or the run's report) says whether sdax
-    started it: a pre still queued for a limit never was.
+    no trace was never entered and owes nothing once `unseen` (from our
+    observer, or the run's report) tells us about it; without that, or for a
+    thread (whose trace starts late), its cleanup is optional rather than owed.
     """
     passed: dict[Hashable, Tri] = {}
     eligible: dict[Hashable, Tri] = {}
@@ -49,7 +48,12 @@ def eligibility(
         elif ready is False:
             eligible[node.key] = False
         elif node.key in unseen:
-            eligible[node.key] = unseen[node.key]
+            # No trace: its function was never entered, so it owes nothing
+            # (SPEC 4), whether or not sdax had created its task. A thread's
+            # trace starts in the thread, after sdax entered the attempt: one
+            # sdax began may have been entered.
+            thread = node.policies[PRE].kind == "thread"
+            eligible[node.key] = None if unseen[node.key] and thread else False
         else:
             eligible[node.key] = None if aborted else True
     return eligible

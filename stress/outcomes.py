@@ -9,9 +9,9 @@ races the set has one element and the check is exact.
 Who may cancel a phase, and from when ("entitlement"): for pre_execute,
 the caller's cancellation, a fatal error, the run's deadline, or a pre that
 failed; for execute, the caller, a fatal error or the deadline; for
-post_execute, only a caller cancellation that came after sdax created the
-post's task. A short cleanup_timeout may cut a post off ("cutoff") at any
-time: that is a TimeoutError failure, never retried.
+post_execute, nobody: cleanup is shielded from the caller's cancellations.
+A short cleanup_timeout may cut a post off ("cutoff") at any time: that is
+a TimeoutError failure, never retried.
 
 A thread attempt (stress.threads) ends, in sdax's eyes, when sdax hears of
 the thread's end, which is after the thread logged it: like an attempt
@@ -36,7 +36,6 @@ from stress.faults import (
     RAISE,
     SELFCANCEL,
     SPAWN,
-    SWALLOWED,
     START,
     TERMINAL,
     THREAD,
@@ -228,11 +227,9 @@ def attempt_results(
         return {Outcome(PCANCEL, (attempt.selfcancel,))} | late
     if attempt.cancelled:  # empty: cancelled by nobody entitled to
         return _stops(policy, entitled, cutoff) | late
-    if attempt.body == SWALLOWED and policy.short_timeout:
-        # SPEC 4: a timed-out attempt stays a TimeoutError though the function
-        # swallowed the cancellation and returned.
-        return {Outcome(OK), Outcome(TIMEOUT)} | late
-    return {Outcome(OK)} | late  # returned (or swallowed the cancellation)
+    # Returned, or swallowed the cancellation and returned: if its timer fired
+    # first, that is still a timeout (SPEC 4: a late result is discarded).
+    return {Outcome(OK)} | _stops(policy, False, cutoff) | late
 
 
 def phase_outcomes(
@@ -289,5 +286,6 @@ def entitlements(
     return {
         PRE: Entitlement(since, marks),
         EXEC: Entitlement(base, marks),
-        POST: Entitlement(marks=marks),
+        # Cleanup is shielded (SPEC 4): no caller cancel may stop a post.
+        POST: Entitlement(),
     }

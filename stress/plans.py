@@ -20,7 +20,9 @@ timeout fault a short timeout) and must always let the run end: every
 attempt that blocks either has a short timeout that ends it, or carries a
 trigger that cancels the whole run a few loop iterations after it starts,
 or (now and then) counts on a short run deadline (pres and executes) or a
-short cleanup_timeout (posts) to end it.
+short cleanup_timeout (posts) to end it. Cleanup is shielded, so a post
+blocks only where its own timeout or a short cleanup_timeout ends it; a
+caller cancel it triggers lands inside it and must leave it running.
 """
 
 from __future__ import annotations
@@ -121,6 +123,12 @@ def _simple(
     return simple[fault]()
 
 
+# Faults whose attempt blocks until something outside the function ends it.
+BLOCKING = frozenset(
+    {"hang", "swallow", "raise-on-cancel", "child-hang", "timeout", "timeout-flaky"}
+)
+
+
 def allowed_faults(policy: Policy) -> list[str]:
     """The fault kinds (except fatal) that make sense for a phase with `policy`."""
     faults = ["raise", "exhaust", "self-cancel"]
@@ -175,7 +183,12 @@ def random_plan(shape: Shape, seed: int) -> RunPlan:
     used: list[str] = []
     for key, phase in shape.phase_keys():
         policy = shape.policy(key, phase)
-        fault = rng.choice(allowed_faults(policy)) if rng.random() < density else "none"
+        allowed = allowed_faults(policy)
+        if phase == POST and not (policy.short_timeout or short(options.cleanup_timeout)):
+            # Cleanup is shielded (SPEC 4): no caller cancel ends a blocked post,
+            # only its own timeout or a short cleanup_timeout can.
+            allowed = [fault for fault in allowed if fault not in BLOCKING]
+        fault = rng.choice(allowed) if rng.random() < density else "none"
         if fault == "none":
             phases[(key, phase)] = PhasePlan("none", (_healthy(rng, policy),))
         else:

@@ -10,7 +10,7 @@
   as it logged and one retry record fewer; one that never started is
   "skipped", unless sdax started it and it was cancelled before its first
   step (a race: a cancel landing between the creation of its task and its
-  first step): then it is "cancelled", with the one attempt sdax began.
+  first step): then it is "cancelled", with no attempt begun.
 - A cancelled phase names a cause that really happened.
 - Our observer's BEGIN events (sdax's phase_started) name each started
   phase exactly once; one begun that never logged a START was cancelled
@@ -58,7 +58,7 @@ REPORTED = {
 REASONS = {
     PRE: {reason.value for reason in CancelReason},
     EXEC: {reason.value for reason in CancelReason} - {CancelReason.SIBLING_FAILED.value},
-    POST: {CancelReason.CALLER_CANCELLED.value},
+    POST: set(),  # cleanup is shielded: only cleanup_timeout stops a post (a failure)
 }
 
 
@@ -135,7 +135,8 @@ def phase_problems(
     if plog is not None:
         return problems + _started(entry, plog, {REPORTED[o.kind] for o in possible})
     if entry.outcome == "cancelled" and unseen is not False:
-        ok = entry.attempts == 1 and entry.start is not None and not entry.retries
+        # Cancelled before its first step: its function never ran, no attempt began.
+        ok = entry.attempts == 0 and entry.start is not None and not entry.retries
         return problems + ([] if ok else [f"cancelled before its first step: {entry}"])
     skipped = entry.outcome == "skipped" and unseen is not True and entry.attempts == 0
     if not skipped or entry.start is not None or entry.error is not None or entry.retries:

@@ -83,7 +83,7 @@ class Told:
             for outcome in outcomes
         )
         happened = {
-            CancelReason.CALLER_CANCELLED: bool(self.ent[POST].marks),
+            CancelReason.CALLER_CANCELLED: bool(self.ent[EXEC].marks),
             CancelReason.DEADLINE: self.deadline < math.inf,
             CancelReason.FATAL_ERROR: any(ev.kind == FATAL for ev in self.record.log),
             CancelReason.SIBLING_FAILED: pre_failed,
