@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: demo test lint check clean stress soak
+.PHONY: demo test lint check clean stress soak docs
 
 $(INSTALLED): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,6 +17,13 @@ demo:
 	test -x $(DEMO_VENV)/bin/python || $(PYTHON) -m venv $(DEMO_VENV)
 	$(DEMO_VENV)/bin/python -m pip install -q --disable-pip-version-check -e .
 	$(DEMO_VENV)/bin/python -m sdax demo
+
+# API reference from the docstrings, into docs/api/ (not committed): pdoc in its own venv.
+DOCS_VENV ?= .venv-docs
+docs:
+	test -x $(DOCS_VENV)/bin/python || $(PYTHON) -m venv $(DOCS_VENV)
+	$(DOCS_VENV)/bin/python -m pip install -q --disable-pip-version-check -e '.[otel]' 'pdoc>=14'
+	$(DOCS_VENV)/bin/python -m pdoc --docformat markdown -o docs/api sdax sdax.timeline sdax.otel sdax.testing sdax.report sdax.observers
 
 test: $(INSTALLED)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -38,7 +45,7 @@ soak: $(INSTALLED)
 	$(BIN)/python -m stress --soak --runs 100000 --seed $(STRESS_SEED)
 
 clean:
-	rm -rf $(VENV) .venv-3.* .venv-demo .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) .venv-3.* .venv-demo .venv-docs docs/api .mypy_cache .ruff_cache .pytest_cache .hypothesis
 
 # Benchmarks (benchmarks/README.md): raw asyncio vs this project vs sdax 0.7.2.
 # `make bench BENCH_ARGS="--python 3.11 --loop uvloop"` narrows a full run.
