@@ -121,6 +121,7 @@ def format_summary(summary: Summary) -> str:
     if summary.soak is not None:
         problems = summary.soak.problems()
         lines.append("soak: flat" if not problems else "soak: NOT flat: " + "; ".join(problems))
+    lines += [f"coverage floor not reached: {corner}" for corner in summary.uncovered]
     lines.append("PASS" if summary.passed else "FAIL")
     return "\n".join(lines)
 

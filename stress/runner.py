@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sdax import AsyncTaskProcessor
-from stress import capacity
+from stress import capacity, coverage
 from stress.drive import drive, outcome_kind, record_of
 from stress.faults import CURRENT_RUN, RunContext
 from stress.generate import build_processor, random_shape, seed_for
@@ -86,8 +86,16 @@ class Summary:
         return self.outcomes.get("hung", 0) > 0
 
     @property
+    def uncovered(self) -> list[str]:
+        """Corners this run claims to reach and did not, often enough (stress.coverage)."""
+        if self.config.replay is not None or self.config.soak:
+            return []
+        return coverage.uncovered(self.runs, self.faults, self.notes)
+
+    @property
     def passed(self) -> bool:
-        return self.violations == 0 and (self.soak is None or self.soak.flat)
+        flat = self.soak is None or self.soak.flat
+        return self.violations == 0 and flat and not self.uncovered
 
     def add(self, result: RunResult, keep: int = 20) -> None:
         self.runs += 1

@@ -326,3 +326,14 @@ async def test_a_thread_sdax_gave_up_on_may_end_after_the_run() -> None:
     assert "a thread ended after the run returned" in observations(shape, record)
     claimed = retyped(record, (AFTER, "t", EXEC), END)
     assert "hygiene" in {v.invariant for v in check_run(shape, claimed)}
+
+
+def test_a_big_run_that_misses_a_corner_fails_its_coverage_floor() -> None:
+    from stress import coverage
+
+    everything = dict.fromkeys(coverage.PLANNED + coverage.OBSERVED, coverage.floor(4000))
+    assert coverage.uncovered(4000, everything, everything) == []
+    planned = {**everything, "swallow": 1}
+    [missed] = coverage.uncovered(4000, planned, everything)
+    assert "'swallow' reached 1 times (floor 2)" in missed
+    assert coverage.uncovered(coverage.MIN_RUNS - 1, {}, {}) == []  # small runs show, not assert
