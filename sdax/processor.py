@@ -11,9 +11,9 @@ import asyncio
 import random
 from collections.abc import Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Generic, Literal, TypedDict, TypeVar, overload
+from typing import TYPE_CHECKING, Generic, Literal, TypeVar, overload
 
-from sdax.actors.coordinator import Coordinator
+from sdax.actors.coordinator import DEFAULT_OPTIONS, Coordinator, RunOptions
 from sdax.analysis import TaskAnalysis
 from sdax.declarations import PhaseId
 from sdax.errors import RunTimeoutError, SdaxExecutionError, count_noun
@@ -37,12 +37,13 @@ class AsyncTaskProcessor(Generic[T]):
     context, on one event loop or on several in different threads.
     """
 
-    __slots__ = ("_graph", "_analysis", "_observers", "_runs")
+    __slots__ = ("_graph", "_analysis", "_observers", "_plain_options", "_runs")
 
     def __init__(self, graph: TaskGraph, observers: Sequence[RunObserver] = ()) -> None:
         self._graph = graph
         self._analysis: TaskAnalysis | None = None
         self._observers = tuple(_checked_observers(observers, "build(observers=...)"))
+        self._plain_options = RunOptions(observers=self._observers) if observers else DEFAULT_OPTIONS
         self._runs = RunsInFlight()  # its only mutable part: counts, never a run's state
 
     @classmethod
@@ -154,11 +155,22 @@ class AsyncTaskProcessor(Generic[T]):
         RunReport, and an SdaxExecutionError or RunTimeoutError it raises
         carries it as `.report`.
         """
-        recorder = ReportRecorder() if report else None
-        options = self._run_options(
-            timeout, cleanup_timeout, cleanup_budget, rng, observers, tag, recorder
-        )
-        coordinator = Coordinator(self._graph, ctx, **options)
+        if (
+            timeout is None
+            and cleanup_timeout is None
+            and cleanup_budget is None
+            and rng is None
+            and tag is None
+            and not observers
+            and not report
+        ):  # the common call: options that are the same for every such run
+            recorder, options = None, self._plain_options
+        else:
+            recorder = ReportRecorder() if report else None
+            options = self._run_options(
+                timeout, cleanup_timeout, cleanup_budget, rng, observers, tag, recorder
+            )
+        coordinator = Coordinator(self._graph, ctx, options)
         loop = asyncio.get_running_loop()
         self._runs.began(loop)
         try:
@@ -204,7 +216,7 @@ class AsyncTaskProcessor(Generic[T]):
         observers: Sequence[RunObserver],
         tag: str | None,
         recorder: ReportRecorder | None,
-    ) -> _RunOptions:
+    ) -> RunOptions:
         """Check a run's options where they were passed, before anything runs."""
         for name, seconds in (
             ("timeout", timeout),
@@ -222,7 +234,7 @@ class AsyncTaskProcessor(Generic[T]):
         if observers:
             observers = _checked_observers(observers, "observers=")
         watching = (*self._observers, *observers, *((recorder,) if recorder else ()))
-        return _RunOptions(
+        return RunOptions(
             timeout=timeout,
             cleanup_timeout=cleanup_timeout,
             cleanup_budget=cleanup_budget,
@@ -287,7 +299,7 @@ class AsyncPhaseRunner(Generic[T]):
         self,
         graph: TaskGraph,
         ctx: T,
-        options: _RunOptions,
+        options: RunOptions,
         recorder: ReportRecorder | None,
         runs: RunsInFlight,
     ) -> None:
@@ -385,19 +397,10 @@ class AsyncPhaseRunner(Generic[T]):
     def _run(self) -> Coordinator:
         # Created on entry, when an event loop is running; not in __init__.
         if self._coordinator is None:
-            self._coordinator = Coordinator(self._graph, self._ctx, **self._options)
+            self._coordinator = Coordinator(self._graph, self._ctx, self._options)
             self._loop = asyncio.get_running_loop()
             self._runs.began(self._loop)
         return self._coordinator
-
-
-class _RunOptions(TypedDict):
-    timeout: float | None
-    cleanup_timeout: float | None
-    cleanup_budget: float | None
-    rng: random.Random | None
-    observers: tuple[RunObserver, ...]
-    tag: str | None
 
 
 def _check_seconds(name: str, seconds: object) -> None:

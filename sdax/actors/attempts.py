@@ -19,10 +19,14 @@ from sdax.declarations import TaskFunction, describe_callable
 from sdax.errors import annotate, flatten_exceptions
 
 
-def ensure_awaitable(result: object, function: TaskFunction[Any], where: str) -> Awaitable[Any]:
+def ensure_awaitable(
+    result: object, function: TaskFunction[Any], where: str | PhaseListener
+) -> Awaitable[Any]:
     """`result` if it can be awaited; otherwise a TypeError that says what to do."""
     if type(result) is CoroutineType or inspect.isawaitable(result):
         return result
+    if not isinstance(where, str):
+        where = where.where
     raise TypeError(
         f"{where}: {describe_callable(function.function)} returned "
         f"{type(result).__name__}, which cannot be awaited; declare plain functions "
@@ -46,8 +50,12 @@ def backoff_delay(function: TaskFunction[Any], retry: int, rng: random.Random) -
     return function.initial_delay * function.backoff_factor**retry * rng.uniform(0.5, 1.0)
 
 
-class RetryListener(Protocol):
-    """Hears how a phase's retrying goes; the task actor reports it onwards."""
+class PhaseListener(Protocol):
+    """The phase being run, as the task actor tells it: where it is, and how retrying goes."""
+
+    @property
+    def where(self) -> str:
+        """`task 'K' phase`, for messages and notes (formatted only when one is needed)."""
 
     def retrying(self, attempt: int, error: BaseException, delay: float) -> None:
         """Attempt `attempt` (1-based) failed with `error`; the next starts after `delay` s."""
@@ -59,25 +67,20 @@ class RetryListener(Protocol):
 async def run_phase(
     function: TaskFunction[Any],
     ctx: object,
-    where: str,
     rng: random.Random,
-    within: float | None = None,
-    listener: RetryListener | None = None,
+    within: float | None,
+    listener: PhaseListener,
 ) -> None:
     """Run `function` under its policy; with `within`, all attempts together get that long."""
     if within is None:
-        await run_attempts(function, ctx, where, rng, listener)
+        await run_attempts(function, ctx, rng, listener)
         return
-    async with _Bound(within, f"cut off by cleanup_timeout={within:g} s", where):
-        await run_attempts(function, ctx, where, rng, listener)
+    async with _Bound(within, listener, cleanup=True):
+        await run_attempts(function, ctx, rng, listener)
 
 
 async def run_attempts(
-    function: TaskFunction[Any],
-    ctx: object,
-    where: str,
-    rng: random.Random,
-    listener: RetryListener | None = None,
+    function: TaskFunction[Any], ctx: object, rng: random.Random, listener: PhaseListener
 ) -> None:
     """Call `function` until an attempt succeeds or retrying is not allowed.
 
@@ -87,12 +90,19 @@ async def run_attempts(
     retrying with CancelledError; so does one that cuts a backoff short,
     which then has the failed attempt's error as its `__context__`.
     """
+    # One coroutine for every attempt, its timeout included: each level of
+    # coroutine is paid again on every resumption of the phase function.
     attempts = function.retries + 1
+    timeout = function.timeout
     for attempt in range(1, attempts + 1):
-        if attempt > 1 and listener is not None:
+        if attempt > 1:
             listener.attempt_started(attempt)
         try:
-            await _attempt(function, ctx, where, attempt, attempts)
+            if timeout is None:
+                await _call(function, ctx, listener)
+            else:
+                async with _Bound(timeout, listener, attempt=attempt, attempts=attempts):
+                    await _call(function, ctx, listener)
             return
         except asyncio.CancelledError:
             raise
@@ -104,25 +114,8 @@ async def run_attempts(
             if _cancel_pending():
                 raise asyncio.CancelledError() from error
             delay = backoff_delay(function, attempt - 1, rng)
-            if listener is not None:
-                listener.retrying(attempt, error, delay)
+            listener.retrying(attempt, error, delay)
             await asyncio.sleep(delay)  # still handling `error`: an interruption chains to it
-
-
-async def _attempt(
-    function: TaskFunction[Any], ctx: object, where: str, attempt: int, attempts: int
-) -> None:
-    if function.timeout is None:
-        await _call(function, ctx, where)
-        return
-    async with _Bound(function.timeout, _timed_out(attempt, attempts, function.timeout), where):
-        await _call(function, ctx, where)
-
-
-def _timed_out(attempt: int, attempts: int, seconds: float) -> str:
-    if attempts == 1:
-        return f"timed out after {seconds:g} s"
-    return f"attempt {attempt} of {attempts} timed out after {seconds:g} s"
 
 
 class _Bound:
@@ -133,18 +126,30 @@ class _Bound:
     sdax's own rather than one the function raised. A function that swallows
     the cancellation and returns anyway has still run out of time: that is a
     TimeoutError too, and its late result is discarded (nothing that depends
-    on it may start on it).
+    on it may start on it). The message is only formatted on expiry.
     """
 
-    __slots__ = ("_timeout", "_message", "_where")
+    __slots__ = ("_timeout", "_seconds", "_listener", "_cleanup", "_attempt", "_attempts")
 
-    def __init__(self, seconds: float, message: str, where: str) -> None:
+    def __init__(
+        self,
+        seconds: float,
+        listener: PhaseListener,
+        *,
+        cleanup: bool = False,
+        attempt: int = 1,
+        attempts: int = 1,
+    ) -> None:
         self._timeout = asyncio.timeout(seconds)
-        self._message = message
-        self._where = where
+        self._seconds = seconds
+        self._listener = listener
+        self._cleanup = cleanup  # the post's cleanup_timeout, not an attempt's timeout
+        self._attempt = attempt
+        self._attempts = attempts
 
-    async def __aenter__(self) -> None:
-        await self._timeout.__aenter__()
+    def __aenter__(self) -> Awaitable[Any]:
+        # The timeout's own awaitable, not a coroutine around it: one level less.
+        return self._timeout.__aenter__()
 
     async def __aexit__(
         self,
@@ -155,22 +160,34 @@ class _Bound:
         try:
             await self._timeout.__aexit__(exc_type, exc, tb)
         except TimeoutError as error:
-            error.args = (self._message,)  # asyncio's own carries no message
+            error.args = (self._message(),)  # asyncio's own carries no message
             raise self._noted(error) from error.__cause__
         if self._timeout.expired() and exc is None:
             # Expired, yet the body returned: it swallowed the cancellation. An
             # error of its own, raised instead, stays what it is (as asyncio's).
-            raise self._noted(TimeoutError(self._message))
+            raise self._noted(TimeoutError(self._message()))
+
+    def _message(self) -> str:
+        seconds = self._seconds
+        if self._cleanup:
+            return f"cut off by cleanup_timeout={seconds:g} s"
+        if self._attempts == 1:
+            return f"timed out after {seconds:g} s"
+        return f"attempt {self._attempt} of {self._attempts} timed out after {seconds:g} s"
 
     def _noted(self, error: TimeoutError) -> TimeoutError:
-        error.add_note(f"sdax: {self._where} {self._message}")
+        error.add_note(f"sdax: {self._listener.where} {error.args[0]}")
         return error
 
 
-async def _call(function: TaskFunction[Any], ctx: object, where: str) -> None:
-    if not function.has_task_group_argument:
-        await ensure_awaitable(function.function(ctx), function, where)
-        return
+def _call(function: TaskFunction[Any], ctx: object, listener: PhaseListener) -> Awaitable[Any]:
+    """What an attempt awaits: the function's awaitable, or its run inside a task group."""
+    if function.has_task_group_argument:
+        return _call_with_group(function, ctx, listener.where)
+    return ensure_awaitable(function.function(ctx), function, listener)
+
+
+async def _call_with_group(function: TaskFunction[Any], ctx: object, where: str) -> None:
     async with SdaxTaskGroup(where) as group:
         await ensure_awaitable(function.function(ctx, group), function, where)
 

@@ -36,6 +36,8 @@ from collections.abc import Callable, Hashable, Sequence
 from contextvars import ContextVar
 from typing import Any
 
+from msgspec import Struct
+
 from sdax.actors.admission import Admission
 from sdax.actors.flow import WAITING, Flow
 from sdax.actors.mailbox import Mailbox
@@ -118,6 +120,28 @@ _STARTS: dict[RunState, PhaseId | None] = {
 }
 
 
+class RunOptions(Struct, frozen=True, kw_only=True):
+    """A run's options, checked by the processor; one instance serves every plain run."""
+
+    timeout: float | None = None
+    cleanup_timeout: float | None = None
+    cleanup_budget: float | None = None
+    rng: random.Random | None = None
+    observers: tuple[RunObserver, ...] = ()
+    tag: str | None = None
+
+    @property
+    def commands(self) -> dict[PhaseId, StartPhase]:
+        """The command that starts each phase: a post carries the run's cleanup_timeout."""
+        if self.cleanup_timeout is None:
+            return START
+        # each post, all its attempts, within that many seconds
+        return {**START, POST: StartPhase(phase=POST, within=self.cleanup_timeout)}
+
+
+DEFAULT_OPTIONS = RunOptions()
+
+
 class Coordinator:
     """Runs one context through a task graph, phase by phase."""
 
@@ -145,30 +169,19 @@ class Coordinator:
         "_watch",
     )
 
-    def __init__(
-        self,
-        graph: TaskGraph,
-        ctx: object,
-        *,
-        rng: random.Random | None = None,
-        timeout: float | None = None,
-        cleanup_timeout: float | None = None,
-        cleanup_budget: float | None = None,
-        observers: Sequence[RunObserver] = (),
-        tag: str | None = None,
-    ) -> None:
+    def __init__(self, graph: TaskGraph, ctx: object, options: RunOptions = DEFAULT_OPTIONS) -> None:
         self._graph = graph
         self._state = RunState.IDLE
-        self._mailbox: Mailbox[Event] = Mailbox()
-        # None when nobody listens, so each check on the hot path is a plain `is` test.
-        self._watch = RunWatch(observers, graph, tag) if observers else None
         loop = asyncio.get_running_loop()
+        self._mailbox: Mailbox[Event] = Mailbox()
+        observers = options.observers
+        # None when nobody listens, so each check on the hot path is a plain `is` test.
+        self._watch = RunWatch(observers, graph, options.tag) if observers else None
         clock = time.perf_counter if observers else None  # events carry times if observed
-        self._scope = RunScope(ctx, self._mailbox, rng or _default_rng, phase_starters(loop), clock)
+        rng = options.rng or _default_rng
+        self._scope = RunScope(ctx, self._mailbox, rng, phase_starters(loop), clock)
         self._admission = Admission(self._mailbox) if graph.any_limits else None
-        self._commands = dict(START)
-        if cleanup_timeout is not None:  # each post, all its attempts, within that many seconds
-            self._commands[POST] = StartPhase(phase=POST, within=cleanup_timeout)
+        self._commands = options.commands
         self._actors: list[TaskActor | None] = [None] * len(graph)  # created at first start
         # invariant: the phases started whose end has not been handled yet
         self._in_flight = 0
@@ -178,14 +191,14 @@ class Coordinator:
         self._flow = self._pre
         # Nodes through the flow's phase in the batch being handled; spread after it.
         self._through: list[int] = []
-        self._outcome = Outcome(timeout)
+        self._outcome = Outcome(options.timeout)
         self._stopped: list[PhaseCancelled] = []  # phases we cancelled, with the reason
         self._interruption: BaseException | None = None  # cancel or fatal error of this phase
         self._last_phase: PhaseId | None = None
         self._shuffle = release_shuffle.get()
-        self._timeout = timeout  # bounds PRE and EXECUTE together, from the start of PRE
+        self._timeout = options.timeout  # bounds PRE and EXECUTE together, from the start of PRE
         self._deadline: asyncio.TimerHandle | None = None
-        self._budget = cleanup_budget  # bounds POST as a whole, from its start
+        self._budget = options.cleanup_budget  # bounds POST as a whole, from its start
         self._budget_timer: asyncio.TimerHandle | None = None
 
     # -- driving -----------------------------------------------------------------
@@ -230,9 +243,20 @@ class Coordinator:
             raise RuntimeError("the run is over: no phase is left to run")
         self._last_phase = phase
         self._interruption = None
+        mailbox, admission = self._mailbox, self._admission
         try:
             _ENTER[phase](self)
-            await self._pump()
+            # Busy while phases run, or wait for slots that other phases will give
+            # back. Inline rather than a coroutine of its own: every level of
+            # coroutine is paid again each time the run resumes.
+            while self._in_flight or (admission is not None and admission.waiting):
+                if mailbox.pending:
+                    self._handle_delivered()
+                    continue
+                try:
+                    await mailbox.wait()
+                except asyncio.CancelledError as cancel:
+                    self._on_caller_cancelled(cancel)
         except BaseException:
             await self._abandon()  # a bug in sdax itself: still leave nothing running
             raise
@@ -300,19 +324,6 @@ class Coordinator:
             if through:
                 flow = self._flow
                 self._launch(flow, flow.finish(through))
-
-    async def _pump(self) -> None:
-        mailbox = self._mailbox
-        admission = self._admission
-        # Busy while phases run, or wait for slots that other phases will give back.
-        while self._in_flight or (admission is not None and admission.waiting):
-            if mailbox.pending:
-                self._handle_delivered()
-                continue
-            try:
-                await mailbox.wait()
-            except asyncio.CancelledError as cancel:
-                self._on_caller_cancelled(cancel)
 
     # -- entering phases -----------------------------------------------------------
 

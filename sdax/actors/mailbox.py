@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import types
-from collections.abc import Generator
+from collections.abc import Awaitable, Generator
 from typing import Generic, TypeVar
 
 M = TypeVar("M")
@@ -38,7 +38,7 @@ def _yield_once() -> Generator[None, None, None]:
 class Mailbox(Generic[M]):
     """A single-reader, unbounded message queue for one event loop."""
 
-    __slots__ = ("pending", "_waiter", "_yielding")
+    __slots__ = ("pending", "_waiter", "_yielding", "_yielded")
 
     def __init__(self) -> None:
         # What has been delivered and not yet taken, oldest first. Public so the
@@ -48,6 +48,7 @@ class Mailbox(Generic[M]):
         self.pending: list[M] = []
         self._waiter: asyncio.Future[None] | None = None
         self._yielding = True  # until a yield before parking finds nothing
+        self._yielded = False  # the last wait() was a yield, and nothing was taken since
 
     def put(self, message: M) -> None:
         """Deliver `message`; wakes the reader if it is waiting. Never blocks."""
@@ -65,20 +66,22 @@ class Mailbox(Generic[M]):
         """
         messages = self.pending
         self.pending = []
+        self._yielded = False
         return messages
 
-    async def wait(self) -> None:
-        """Return once a message is there. Cancellation propagates unchanged."""
-        if self.pending:
-            return
+    def wait(self) -> Awaitable[None]:
+        """What the reader awaits when nothing is pending (look first): after it, look again.
+
+        A single yield to the loop first (see the module docstring), then a
+        future that `put` completes. Not a coroutine: the reader awaits the
+        yield or the future itself, one level of coroutine less on each
+        resumption. Cancellation propagates unchanged.
+        """
         if self._yielding:
-            await _yield_once()  # let what is ready run first: it may be about to reply
-            if self.pending:
-                return
-            self._yielding = False
+            if not self._yielded:
+                self._yielded = True
+                return _yield_once()  # let what is ready run first: it may be about to reply
+            self._yielding = False  # the yield found nothing: park from now on
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiter = waiter
-        try:
-            await waiter
-        finally:
-            self._waiter = None
+        return waiter

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import random
 import sys
+import weakref
 from collections.abc import Callable, Coroutine
 from functools import partial
 from types import CoroutineType
@@ -51,6 +52,11 @@ _EAGER_STARTS = sys.version_info >= (3, 12)
 PHASE_TASK_NAMES = {phase: f"sdax {phase}" for phase in PhaseId}
 
 
+def describe_phase(key: object, phase: PhaseId) -> str:
+    """`task 'K' pre_execute`: how messages and notes name a phase of a task."""
+    return f"task {key!r} {phase.value}"
+
+
 def phase_starters(loop: asyncio.AbstractEventLoop) -> dict[PhaseId, PhaseStarter]:
     """How a run starts the tasks of each phase on `loop`, names bound in.
 
@@ -62,12 +68,40 @@ def phase_starters(loop: asyncio.AbstractEventLoop) -> dict[PhaseId, PhaseStarte
     task and context (asyncio swaps the current task), every outcome is
     caught by `TaskActor._run`, and its event only lands in the mailbox,
     which the coordinator reads once it has finished starting the batch.
-    Every keyword is bound here, once per run: a call then passes only the
-    coroutine, and nothing merges keywords per task.
+    Every keyword is bound here, once per loop and task factory: a call then
+    passes only the coroutine, and nothing merges keywords per task.
     """
+    cached = _last_starters
+    factory = loop.get_task_factory()
+    if cached is not None and cached[0]() is loop and cached[1] is factory:
+        return cached[2]
+    starters = _phase_starters(loop, factory)
+    _remember(loop, factory, starters)
+    return starters
+
+
+# The starters of the loop asked for last: a process nearly always runs one
+# loop, and the tuple is replaced whole, so a thread reading it never sees
+# one loop's starters paired with another loop. A weak reference: a closed
+# loop is not kept alive by the cache.
+_last_starters: (
+    tuple[weakref.ref[asyncio.AbstractEventLoop], object, dict[PhaseId, PhaseStarter]] | None
+) = None
+
+
+def _remember(
+    loop: asyncio.AbstractEventLoop, factory: object, starters: dict[PhaseId, PhaseStarter]
+) -> None:
+    global _last_starters
+    _last_starters = (weakref.ref(loop), factory, starters)
+
+
+def _phase_starters(
+    loop: asyncio.AbstractEventLoop, factory: object
+) -> dict[PhaseId, PhaseStarter]:
     make: Callable[..., asyncio.Task[None]] = loop.create_task
     options: dict[str, Any] = {}
-    if loop.get_task_factory() is None:
+    if factory is None:
         make, options = asyncio.Task, {"loop": loop}
         if _EAGER_STARTS:
             options["eager_start"] = True
@@ -144,7 +178,7 @@ class TaskActor:
     async def _run(self, phase: PhaseId, function: TaskFunction[Any], within: float | None) -> None:
         node = self._node
         scope = self._scope
-        retries: _RetryReporter | None = None
+        retries: _PhaseReporter | None = None
         event: Event
         try:
             if within is None and phase in node.plain:  # the hot path, inline
@@ -153,8 +187,8 @@ class TaskActor:
                     result = ensure_awaitable(result, function, self._where(phase))
                 await result
             else:
-                retries = _RetryReporter(node.index, phase, scope.outbox)
-                await run_phase(function, scope.ctx, self._where(phase), scope.rng, within, retries)
+                retries = _PhaseReporter(node, phase, scope.outbox)
+                await run_phase(function, scope.ctx, scope.rng, within, retries)
         except asyncio.CancelledError as cancel:
             event = self._cancelled(phase, cancel)
         except GeneratorExit:
@@ -200,7 +234,7 @@ class TaskActor:
             )
 
     def _where(self, phase: PhaseId) -> str:
-        return f"task {self._node.key!r} {phase}"
+        return describe_phase(self._node.key, phase)
 
     def __repr__(self) -> str:
         state = "idle" if self._task is None else f"running {self._phase}"
@@ -213,20 +247,24 @@ _COMMAND_HANDLERS: dict[type[Any], Callable[[TaskActor, Any], None]] = {
 }
 
 
-class _RetryReporter:
-    """Tells the coordinator of each retry of one phase, and counts the attempts begun."""
+class _PhaseReporter:
+    """One phase being run under its policy: tells the coordinator of each retry, counts attempts."""
 
-    __slots__ = ("_task", "_phase", "_outbox", "begun")
+    __slots__ = ("_node", "_phase", "_outbox", "begun")
 
-    def __init__(self, task: int, phase: PhaseId, outbox: Mailbox[Event]) -> None:
-        self._task = task
+    def __init__(self, node: TaskNode, phase: PhaseId, outbox: Mailbox[Event]) -> None:
+        self._node = node
         self._phase = phase
         self._outbox = outbox
         self.begun = 1
 
+    @property
+    def where(self) -> str:
+        return describe_phase(self._node.key, self._phase)
+
     def retrying(self, attempt: int, error: BaseException, delay: float) -> None:
         retrying = PhaseRetrying(
-            task=self._task, phase=self._phase, attempt=attempt, error=error, delay=delay
+            task=self._node.index, phase=self._phase, attempt=attempt, error=error, delay=delay
         )
         self._outbox.put(retrying)
 
