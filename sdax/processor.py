@@ -43,7 +43,9 @@ class AsyncTaskProcessor(Generic[T]):
         self._graph = graph
         self._analysis: TaskAnalysis | None = None
         self._observers = tuple(_checked_observers(observers, "build(observers=...)"))
-        self._plain_options = RunOptions(observers=self._observers) if observers else DEFAULT_OPTIONS
+        self._plain_options = (
+            RunOptions(observers=self._observers) if observers else DEFAULT_OPTIONS
+        )
         self._runs = RunsInFlight()  # its only mutable part: counts, never a run's state
 
     @classmethod

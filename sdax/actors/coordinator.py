@@ -169,7 +169,9 @@ class Coordinator:
         "_watch",
     )
 
-    def __init__(self, graph: TaskGraph, ctx: object, options: RunOptions = DEFAULT_OPTIONS) -> None:
+    def __init__(
+        self, graph: TaskGraph, ctx: object, options: RunOptions = DEFAULT_OPTIONS
+    ) -> None:
         self._graph = graph
         self._state = RunState.IDLE
         loop = asyncio.get_running_loop()

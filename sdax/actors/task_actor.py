@@ -248,7 +248,7 @@ _COMMAND_HANDLERS: dict[type[Any], Callable[[TaskActor, Any], None]] = {
 
 
 class _PhaseReporter:
-    """One phase being run under its policy: tells the coordinator of each retry, counts attempts."""
+    """One phase run under its policy: tells the coordinator of each retry, counts attempts."""
 
     __slots__ = ("_node", "_phase", "_outbox", "begun")
 
