@@ -57,6 +57,7 @@ bench: $(INSTALLED)
 bench-smoke: $(INSTALLED)
 	$(BIN)/python -m benchmarks.run --smoke $(BENCH_ARGS)
 	PYTHONPATH=. $(BIN)/python benchmarks/small_shapes.py --sizes 1 20 --rounds 1
+	PYTHONPATH=. $(BIN)/python benchmarks/breakdown.py --sizes 1 20
 
 # Many small concurrent runs against the hand-written endpoint (issue 18).
 .PHONY: bench-small
