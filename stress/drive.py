@@ -63,15 +63,17 @@ async def _process(processor: AsyncTaskProcessor[Any], ctx: RunContext, rng: ran
     # From here to sdax starting its deadline timer, all runs in one step (no await).
     ctx.start_deadline_twin()
     timeout, cleanup_timeout = options.timeout, options.cleanup_timeout
+    budget = options.cleanup_budget
     if options.report == "flag":
         ctx.returned = await processor.process_tasks(
-            ctx, timeout=timeout, cleanup_timeout=cleanup_timeout, rng=rng,
-            observers=observers, report=True,
+            ctx, timeout=timeout, cleanup_timeout=cleanup_timeout, cleanup_budget=budget,
+            rng=rng, observers=observers, report=True,
         )  # fmt: skip
     else:  # returns None (checked: the type says so, but who knows)
         running = processor.process_tasks(
-            ctx, timeout=timeout, cleanup_timeout=cleanup_timeout, rng=rng, observers=observers
-        )
+            ctx, timeout=timeout, cleanup_timeout=cleanup_timeout, cleanup_budget=budget,
+            rng=rng, observers=observers,
+        )  # fmt: skip
         ctx.returned = await cast(Awaitable[object], running)
 
 

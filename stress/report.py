@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from stress.abandoned import INVARIANTS
 from stress.faults import Ev
 from stress.runner import RunResult, StressConfig, Summary
 
@@ -116,6 +117,12 @@ def format_summary(summary: Summary) -> str:
         *_table("faults planned, by kind (phase faults; run-level cancellations)", summary.faults),
         *_table("outcomes by kind", summary.outcomes),
         *_table("violations by invariant", summary.violation_counts),
+        "cleanup invariants (runs with something to check; violations):",
+        *(
+            f"  {name:<22} {summary.exercised.get(name, 0):>8} runs; "
+            f"{summary.violation_counts.get(name, 0)} violations"
+            for name in INVARIANTS
+        ),
         *_table("observations (allowed; notable, or showing coverage)", summary.notes),
     ]
     if summary.soak is not None:

@@ -27,7 +27,9 @@ from typing import Any
 
 from sdax import AsyncTaskProcessor
 from stress import capacity, coverage
+from stress.abandoned import exercised
 from stress.drive import drive, outcome_kind, record_of
+from stress.failures import failures_of
 from stress.faults import CURRENT_RUN, RunContext
 from stress.generate import build_processor, random_shape, seed_for
 from stress.invariants import RunRecord, Violation, check_run
@@ -62,6 +64,7 @@ class RunResult:
     notes: list[str] = field(default_factory=list)  # allowed but notable
     shape: Shape | None = None  # a Summary keeps these only for runs with violations
     record: RunRecord | None = None
+    exercised: list[str] = field(default_factory=list)  # named invariants with work to do
 
 
 @dataclass
@@ -72,6 +75,7 @@ class Summary:
     outcomes: dict[str, int] = field(default_factory=dict)
     violation_counts: dict[str, int] = field(default_factory=dict)
     notes: dict[str, int] = field(default_factory=dict)
+    exercised: dict[str, int] = field(default_factory=dict)  # runs each invariant had work in
     failed_runs: list[RunResult] = field(default_factory=list)  # the first few, in full
     soak: Soak | None = None
     replayed: RunResult | None = None  # with --replay: the run, log and all
@@ -103,6 +107,7 @@ class Summary:
         _count(self.faults, result.faults)
         _count(self.violation_counts, [v.invariant for v in result.violations])
         _count(self.notes, result.notes)
+        _count(self.exercised, result.exercised)
         if result.violations and len(self.failed_runs) < keep:
             self.failed_runs.append(result)
         elif self.config.replay is None:
@@ -252,9 +257,11 @@ def _result(shape: Shape, index: int, ctx: RunContext, known: set[str], hung: bo
     violations = check_run(shape, record)
     outcome = outcome_kind(ctx.raised)
     notes = observations(shape, record)
-    return RunResult(
+    result = RunResult(
         index, ctx.plan.seed, outcome, ctx.plan.faults, violations, notes, shape, record
     )
+    result.exercised = exercised(ctx.plan, record.log, failures_of(record.raised))
+    return result
 
 
 def _blame_batch(
