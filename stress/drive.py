@@ -19,7 +19,7 @@ from sdax import (
     RunTimeoutError,
     SdaxExecutionError,
 )
-from sdax.observers import PhaseStarted
+from sdax.observers import PhaseFinished, PhaseRetried, PhaseStarted, RunFinished, RunStarted
 from sdax.testing import shuffled_release
 from stress.faults import BEGIN, InjectedFatal, RunContext
 from stress.invariants import RunRecord
@@ -33,6 +33,38 @@ class BeginLogger(RunObserver):
 
     def phase_started(self, event: PhaseStarted) -> None:
         self.ctx.emit(BEGIN, (event.task, event.phase.value, 0), 0)
+
+
+class OrderRecorder(RunObserver):
+    """Records what sdax tells observers, in order, each with how long our log was then.
+
+    Times and run ids left out: two runs of one seed on a deterministic loop
+    (stress.determinism) must give exactly the same list.
+    """
+
+    def __init__(self, ctx: RunContext, order: list[tuple[object, ...]]) -> None:
+        self.ctx, self.order = ctx, order
+
+    def _add(self, *event: object) -> None:
+        self.order.append((len(self.ctx.log), *event))
+
+    def run_started(self, event: RunStarted) -> None:
+        self._add("run started")
+
+    def phase_started(self, event: PhaseStarted) -> None:
+        self._add("started", event.task, event.phase.value)
+
+    def phase_retried(self, event: PhaseRetried) -> None:
+        self._add("retried", event.task, event.phase.value, event.attempt, type(event.error))
+
+    def phase_finished(self, event: PhaseFinished) -> None:
+        error = type(event.error).__name__
+        self._add(
+            "finished", event.task, event.phase.value, event.outcome.value, event.attempts, error
+        )
+
+    def run_finished(self, event: RunFinished) -> None:
+        self._add("run finished", event.outcome.value, type(event.error).__name__)
 
 
 async def drive(processor: AsyncTaskProcessor[Any], ctx: RunContext) -> None:
@@ -60,6 +92,8 @@ async def _process(processor: AsyncTaskProcessor[Any], ctx: RunContext, rng: ran
         observers.append(recorder)
     if options.observe:
         observers.append(BeginLogger(ctx))
+    if ctx.order is not None:
+        observers.append(OrderRecorder(ctx, ctx.order))
     # From here to sdax starting its deadline timer, all runs in one step (no await).
     ctx.start_deadline_twin()
     timeout, cleanup_timeout = options.timeout, options.cleanup_timeout

@@ -113,6 +113,9 @@ class RunContext:
         self.threads: list[Any] = []  # stress.threads.ThreadAttempt of this run
         self.threads_released = False
         self.thread_problems: list[str] = []  # what threads found wrong (context, ...)
+        # On a deterministic loop (stress.virtual) threads are waited for at fixed points.
+        self.settle_threads: bool = getattr(loop, "settles_threads", False)
+        self.order: list[tuple[object, ...]] | None = None  # observer events (determinism)
 
     # -- logging -------------------------------------------------------------
 
@@ -168,17 +171,23 @@ class RunContext:
             assert self.timeout_cm is not None
             self.timeout_used = True
             # The timeout cancels the task in a callback of its own, queued now;
-            # ours, queued right behind it, records that it happened.
+            # ours, queued right behind it, records that it happened. (On a loop that
+            # shuffles its ready queue ours may run first: it then looks once more in
+            # the next iteration, before any phase can have seen the cancellation.)
             self.timeout_cm.reschedule(self.loop.time())
-            self.loop.call_soon(self._timeout_fired)
+            self.loop.call_soon(self._timeout_fired, True)
             return
         self.direct_cancels += 1
         self.run_task.cancel()
         self._took_effect()
 
-    def _timeout_fired(self) -> None:
-        if not self.finished and self.timeout_cm is not None and self.timeout_cm.expired():
+    def _timeout_fired(self, again: bool) -> None:
+        if self.finished or self.timeout_cm is None:
+            return
+        if self.timeout_cm.expired():
             self._took_effect()
+        elif again:
+            self.loop.call_soon(self._timeout_fired, False)
 
     def _took_effect(self) -> None:
         assert self.run_context is not None
@@ -202,6 +211,7 @@ class RunContext:
         self.threads_released = True
         for thread in self.threads:
             thread.release.set()
+            thread.settle()  # on a deterministic loop: one thread ends at a time, in order
 
     # -- what phase functions do ----------------------------------------------
 

@@ -5,7 +5,9 @@ cannot fail).
 The broken runs are real runs of small hand-written processors whose records
 are then altered the way a buggy sdax would have produced them (stress.alter):
 at least one for each invariant, the newer features' (limits, the run's
-deadline, cleanup_timeout, thread phases, reports and observers) included.
+deadline, cleanup_timeout, thread phases, reports and observers) included,
+and the cleanup rules (the cleanup budget, caller cancels inside posts) and
+the same-seed determinism check on the virtual-clock loop.
 """
 
 from __future__ import annotations
@@ -25,9 +27,10 @@ from sdax import (
     SdaxExecutionError,
     TaskFailure,
 )
-from stress import RunRecord, StressConfig, check_run, run_stress
+from stress import RunRecord, StressConfig, check_run, determinism, run_stress
 from stress.alter import events, moved_after, moved_first, renumbered, retyped, without
 from stress.capacity import batch_problems
+from stress.determinism import event_order, replay_alone, replay_twice
 from stress.faults import AFTER, BEGIN, DEADLINE, END, FINISH, START, Ev, InjectedError
 from stress.generate import build_processor
 from stress.model import (
@@ -47,6 +50,7 @@ from stress.model import (
 from stress.notes import observations
 from stress.report import format_violations
 from stress.runner import run_plans
+from stress.virtual import VirtualClockLoop
 
 FUNC = Policy("func")
 
@@ -460,3 +464,63 @@ async def test_a_post_the_caller_cut_short_breaks_cleanup_uninterrupted() -> Non
     found = [v for v in check_run(SHAPE, cut) if v.invariant == "cleanup-uninterrupted"]
     assert len(found) == 1
     assert "'a' post_execute attempt 1 was stopped" in found[0].detail
+
+
+# -- same seed, same run: the determinism check on a virtual clock ---------------------
+
+
+def test_the_virtual_clock_jumps_to_the_next_timer_only_when_nothing_is_ready() -> None:
+    loop = VirtualClockLoop(seed=7)
+    seen: list[tuple[str, float]] = []
+
+    async def sleeper() -> None:
+        await asyncio.sleep(3600)  # an hour of virtual time: no real time passes
+        seen.append(("slept", loop.time()))
+
+    async def spinner() -> None:
+        for _ in range(50):  # always ready: the clock must stand still meanwhile
+            await asyncio.sleep(0)
+        seen.append(("spun", loop.time()))
+
+    async def both() -> None:
+        await asyncio.gather(sleeper(), spinner())
+
+    try:
+        loop.run_until_complete(both())
+    finally:
+        loop.close()
+    assert seen == [("spun", 0.0), ("slept", 3600.0)]
+
+
+# Eight independent tasks: the loop's shuffles decide the order of nearly everything.
+WIDE = Shape(
+    nodes=tuple(Node(f"w{i}", (), {PRE: FUNC, EXEC: FUNC, POST: THREAD}) for i in range(8)),
+    builder="dag",
+    declaration_order=tuple(f"w{i}" for i in range(8)),
+)
+
+
+def test_the_same_seed_replays_the_same_event_order() -> None:
+    acts = {("w3", PRE): Act("ok", yields=2), ("w5", POST): Act("block", trigger=1)}
+    wide = dataclasses.replace(plan_with(WIDE, acts, cleanup_budget=0.0), cancel_mode="cancel")
+    assert replay_twice(WIDE, 0, wide, 30.0) == []
+    first, second = (event_order(replay_alone(WIDE, 0, wide, 30.0)) for _ in range(2))
+    assert first == second
+    assert len(first) > 8 * 3  # every phase logged, and the observer's events too
+
+
+def test_a_replay_on_another_loop_seed_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    # As if the run depended on something but its seed: each replay's loop gets its own.
+    seeds = iter(range(1000))
+    monkeypatch.setattr(determinism, "seed_for", lambda *_: next(seeds))
+    violations = replay_twice(WIDE, 0, plan_with(WIDE, {}), 30.0)
+    assert [v.invariant for v in violations] == ["determinism"]
+    assert "add --replay-check 1" in violations[0].detail
+
+
+async def test_a_stress_run_checks_determinism_on_a_sample() -> None:
+    config = StressConfig(runs=40, seed=11, concurrency=4, replay_check=5)
+    summary = await run_stress(config)
+    shown = "\n".join(format_violations(config, run, full=True) for run in summary.failed_runs)
+    assert summary.violation_counts == {}, shown
+    assert summary.determinism_checked == 8  # runs 0, 5, ..., 35
