@@ -234,6 +234,9 @@ def cleanup_notes(
     posts = [plog for (_, phase), plog in phases.items() if phase == POST]
     if any(plog.start < seq < plog.end for plog in posts for seq in cancels):
         notes.append("a caller cancel landed inside a running post")
+    cleanup_end = max((plog.end for plog in posts), default=-1)
+    if sum(seq < cleanup_end for seq in cancels) > 1:
+        notes.append("caller cancels landed twice or more before cleanup ended")
     abandoned = abandoned_failures(failures)
     if any(where in phases for where in abandoned):
         notes.append("the cleanup budget cut a running post short")

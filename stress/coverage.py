@@ -33,6 +33,7 @@ OBSERVED = (
     "a caller cancel landed inside a running post",
     "the cleanup budget cut a running post short",
     "the cleanup budget skipped a pending post",
+    "caller cancels landed twice or more before cleanup ended",
 )
 
 
