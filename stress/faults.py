@@ -114,7 +114,7 @@ class RunContext:
         self.threads_released = False
         self.thread_problems: list[str] = []  # what threads found wrong (context, ...)
         # On a deterministic loop (stress.virtual) threads are waited for at fixed points.
-        self.settle_threads: bool = getattr(loop, "settles_threads", False)
+        self.deterministic: bool = getattr(loop, "deterministic", False)
         self.order: list[tuple[object, ...]] | None = None  # observer events (determinism)
 
     # -- logging -------------------------------------------------------------
@@ -170,24 +170,34 @@ class RunContext:
         if self.plan.cancel_mode == "timeout" and not self.timeout_used:
             assert self.timeout_cm is not None
             self.timeout_used = True
-            # The timeout cancels the task in a callback of its own, queued now;
-            # ours, queued right behind it, records that it happened. (On a loop that
-            # shuffles its ready queue ours may run first: it then looks once more in
-            # the next iteration, before any phase can have seen the cancellation.)
             self.timeout_cm.reschedule(self.loop.time())
-            self.loop.call_soon(self._timeout_fired, True)
+            if self.deterministic:
+                self._expire_now()
+                return
+            # The timeout cancels the task in a callback of its own, queued now;
+            # ours, queued right behind it, records that it happened.
+            self.loop.call_soon(self._timeout_fired)
             return
         self.direct_cancels += 1
         self.run_task.cancel()
         self._took_effect()
 
-    def _timeout_fired(self, again: bool) -> None:
-        if self.finished or self.timeout_cm is None:
-            return
-        if self.timeout_cm.expired():
+    def _timeout_fired(self) -> None:
+        if not self.finished and self.timeout_cm is not None and self.timeout_cm.expired():
             self._took_effect()
-        elif again:
-            self.loop.call_soon(self._timeout_fired, False)
+
+    def _expire_now(self) -> None:
+        """Run the timeout's own callback here, then record it (a loop that shuffles
+        its ready queue could otherwise run our record first, or a step of the run
+        the cancellation reached before it). Reaches into asyncio.Timeout (3.11-3.13):
+        only on the deterministic loop (stress.virtual)."""
+        handle = getattr(self.timeout_cm, "_timeout_handler", None)
+        expire = getattr(self.timeout_cm, "_on_timeout", None)
+        assert isinstance(handle, asyncio.Handle)
+        assert callable(expire)
+        handle.cancel()
+        expire()
+        self._timeout_fired()
 
     def _took_effect(self) -> None:
         assert self.run_context is not None

@@ -73,7 +73,7 @@ class ThreadAttempt:
 
     def settle(self) -> None:
         """On a deterministic loop: wait until the thread blocks (if not let go) or ends."""
-        if self.ctx.settle_threads and self.work is not None:
+        if self.ctx.deterministic and self.work is not None:
             self.settled.wait(SAFETY)
             if self.release.is_set():
                 # How the work ended is not for us to judge here: only that it did.

@@ -8,7 +8,7 @@ cleanup budget or a retry's backoff fires at the same point of the run
 however loaded the machine is, and a seed always gives the same run.
 
 The one other source of timing is threads. The loop says so
-(`settles_threads`), and stress.threads then waits, on the loop thread,
+(`deterministic`), and stress.threads then waits, on the loop thread,
 for each thread attempt to reach its block or its end before sdax hears of
 the submission, and for a released thread to finish before going on, so a
 thread's events land at a fixed point of the run too.
@@ -27,7 +27,7 @@ from sdax.testing import ShuffledLoop
 class VirtualClockLoop(ShuffledLoop):
     """ShuffledLoop on a virtual clock that advances only when nothing is ready."""
 
-    settles_threads = True  # read by stress.faults.RunContext
+    deterministic = True  # read by stress.faults.RunContext
 
     def __init__(self, seed: int) -> None:
         self._now = 0.0
