@@ -3,6 +3,8 @@
   --soak                one long-lived processor; samples memory, tasks and fds
   --replay SEED:INDEX   run only run INDEX of master seed SEED (printed with each violation);
                         --with-batch reruns it alongside the runs of its concurrent batch
+  --replay-check K      every K-th run is also replayed twice on a deterministic loop
+                        (stress.virtual) and the two event orders must be the same
 
 Exit status: 0 only if no run violated an invariant (and, with --soak, the
 samples are flat); 1 otherwise; 2 for bad arguments.
@@ -44,6 +46,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--with-batch", action="store_true", help="replay it with its concurrent batch-mates"
     )
+    parser.add_argument(
+        "--replay-check", type=int, default=StressConfig.replay_check, metavar="K",
+        help="replay every K-th run twice on a deterministic loop, compare event orders "
+        "(0: never; default %(default)s)",
+    )  # fmt: skip
     parser.add_argument("--progress", type=float, default=5.0, help="seconds between lines")
     return parser
 
@@ -52,7 +59,7 @@ def _config(args: argparse.Namespace) -> StressConfig:
     config = StressConfig(
         runs=args.runs, seed=args.seed, concurrency=max(1, args.concurrency),
         max_tasks=max(1, args.max_tasks), soak=args.soak, sample_every=max(1, args.sample_every),
-        loop_name=args.loop,
+        loop_name=args.loop, replay_check=max(0, args.replay_check),
     )  # fmt: skip
     if args.replay is not None:
         config.seed, config.replay = args.replay

@@ -21,7 +21,7 @@ PLANNED = (
     "child-hang", "fatal", "thread-raise", "thread-exhaust", "thread-flaky", "thread-hang",
     "thread-timeout", "thread-timeout-flaky", "run-cancel-on-iterations", "run-cancel-on-phase",
     "run-timeout-on-iterations", "run-timeout-on-phase", "deadline-short",
-    "cleanup-timeout-short",
+    "cleanup-timeout-short", "cleanup-budget-short",
 )  # fmt: skip
 
 # What the checker saw happen (stress.invariants notes).
@@ -29,6 +29,11 @@ OBSERVED = (
     "a post was cut off by cleanup_timeout",
     "a per-run limit was full",
     "the run timed out, with failures as well",
+    # Cleanup is shielded and budgeted (SPEC 4, stress.abandoned):
+    "a caller cancel landed inside a running post",
+    "the cleanup budget cut a running post short",
+    "the cleanup budget skipped a pending post",
+    "caller cancels landed twice or more before cleanup ended",
 )
 
 

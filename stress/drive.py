@@ -19,7 +19,7 @@ from sdax import (
     RunTimeoutError,
     SdaxExecutionError,
 )
-from sdax.observers import PhaseStarted
+from sdax.observers import PhaseFinished, PhaseRetried, PhaseStarted, RunFinished, RunStarted
 from sdax.testing import shuffled_release
 from stress.faults import BEGIN, InjectedFatal, RunContext
 from stress.invariants import RunRecord
@@ -33,6 +33,38 @@ class BeginLogger(RunObserver):
 
     def phase_started(self, event: PhaseStarted) -> None:
         self.ctx.emit(BEGIN, (event.task, event.phase.value, 0), 0)
+
+
+class OrderRecorder(RunObserver):
+    """Records what sdax tells observers, in order, each with how long our log was then.
+
+    Times and run ids left out: two runs of one seed on a deterministic loop
+    (stress.determinism) must give exactly the same list.
+    """
+
+    def __init__(self, ctx: RunContext, order: list[tuple[object, ...]]) -> None:
+        self.ctx, self.order = ctx, order
+
+    def _add(self, *event: object) -> None:
+        self.order.append((len(self.ctx.log), *event))
+
+    def run_started(self, event: RunStarted) -> None:
+        self._add("run started")
+
+    def phase_started(self, event: PhaseStarted) -> None:
+        self._add("started", event.task, event.phase.value)
+
+    def phase_retried(self, event: PhaseRetried) -> None:
+        self._add("retried", event.task, event.phase.value, event.attempt, type(event.error))
+
+    def phase_finished(self, event: PhaseFinished) -> None:
+        error = type(event.error).__name__
+        self._add(
+            "finished", event.task, event.phase.value, event.outcome.value, event.attempts, error
+        )
+
+    def run_finished(self, event: RunFinished) -> None:
+        self._add("run finished", event.outcome.value, type(event.error).__name__)
 
 
 async def drive(processor: AsyncTaskProcessor[Any], ctx: RunContext) -> None:
@@ -60,18 +92,22 @@ async def _process(processor: AsyncTaskProcessor[Any], ctx: RunContext, rng: ran
         observers.append(recorder)
     if options.observe:
         observers.append(BeginLogger(ctx))
+    if ctx.order is not None:
+        observers.append(OrderRecorder(ctx, ctx.order))
     # From here to sdax starting its deadline timer, all runs in one step (no await).
     ctx.start_deadline_twin()
     timeout, cleanup_timeout = options.timeout, options.cleanup_timeout
+    budget = options.cleanup_budget
     if options.report == "flag":
         ctx.returned = await processor.process_tasks(
-            ctx, timeout=timeout, cleanup_timeout=cleanup_timeout, rng=rng,
-            observers=observers, report=True,
+            ctx, timeout=timeout, cleanup_timeout=cleanup_timeout, cleanup_budget=budget,
+            rng=rng, observers=observers, report=True,
         )  # fmt: skip
     else:  # returns None (checked: the type says so, but who knows)
         running = processor.process_tasks(
-            ctx, timeout=timeout, cleanup_timeout=cleanup_timeout, rng=rng, observers=observers
-        )
+            ctx, timeout=timeout, cleanup_timeout=cleanup_timeout, cleanup_budget=budget,
+            rng=rng, observers=observers,
+        )  # fmt: skip
         ctx.returned = await cast(Awaitable[object], running)
 
 

@@ -26,10 +26,17 @@ import asyncio
 import math
 from collections.abc import Callable, Hashable, Mapping, Sequence
 
-from sdax import PhaseCancelledError, RunTimeoutError, SdaxExecutionError, flatten_exceptions
+from sdax import (
+    CleanupAbandonedError,
+    PhaseCancelledError,
+    RunTimeoutError,
+    SdaxExecutionError,
+    flatten_exceptions,
+)
 from stress.faults import DEADLINE, FATAL, START, Ev
 from stress.model import FORWARD, POST, PRE, RunOptions
 from stress.outcomes import (
+    ABANDONED,
     CUTOFF,
     FAIL,
     FAILURES,
@@ -99,14 +106,38 @@ def deadline_since(log: Sequence[Ev], raised: BaseException | None) -> float:
 
 
 def failures_of(raised: BaseException | None) -> SdaxExecutionError | None:
-    """The SdaxExecutionError holding a run's failures (also inside a RunTimeoutError)."""
+    """The SdaxExecutionError holding a run's failures (also inside a RunTimeoutError).
+
+    A cancelled run keeps them as its CancelledError's `__context__`; an
+    enclosing asyncio.timeout raises TimeoutError from that CancelledError.
+    """
+    if type(raised) is TimeoutError and isinstance(raised.__cause__, asyncio.CancelledError):
+        raised = raised.__cause__
+    if isinstance(raised, asyncio.CancelledError):
+        raised = raised.__context__
     if isinstance(raised, RunTimeoutError):
         return raised.failures
     return raised if isinstance(raised, SdaxExecutionError) else None
 
 
-def check_failures(raised: SdaxExecutionError | None, possible: Possible) -> list[str]:
-    """Match the reported failures to the possible outcomes; narrow `possible` to the match."""
+def skipped_cleanup(where: tuple[Hashable, str], leaves: Sequence[BaseException]) -> bool:
+    """Is this the report of a cleanup the budget skipped before it began?"""
+    return (
+        where[1] == POST
+        and len(leaves) == 1
+        and isinstance(leaves[0], CleanupAbandonedError)
+        and not leaves[0].started
+    )
+
+
+def check_failures(
+    raised: SdaxExecutionError | None, possible: Possible, skippable: bool = False
+) -> list[str]:
+    """Match the reported failures to the possible outcomes; narrow `possible` to the match.
+
+    `skippable`: the cleanup budget may have run out, so a post that never ran
+    may be reported as skipped (whether it was owed is stress.abandoned's to judge).
+    """
     problems: list[str] = []
     reported = _reported(raised, problems) if raised is not None else {}
     for where, outcomes in possible.items():
@@ -124,7 +155,8 @@ def check_failures(raised: SdaxExecutionError | None, possible: Possible) -> lis
         if keep:
             possible[where] = keep
     for where, leaves in reported.items():
-        problems.append(f"{where[0]!r} {where[1]} never ran but is reported: {_show(leaves)}")
+        if not (skippable and skipped_cleanup(where, leaves)):
+            problems.append(f"{where[0]!r} {where[1]} never ran but is reported: {_show(leaves)}")
     return problems
 
 
@@ -165,6 +197,8 @@ def _matches(outcome: Outcome, leaves: list[BaseException], where: tuple[Hashabl
         return type(leaf) is TimeoutError and (outcome.kind == CUTOFF) == (
             "cleanup_timeout" in notes
         )
+    if outcome.kind == ABANDONED:
+        return isinstance(leaf, CleanupAbandonedError) and leaf.started
     if outcome.kind == PCANCEL:
         return isinstance(leaf, PhaseCancelledError) and leaf.__cause__ is outcome.errors[0]
     if outcome.kind == NOT_AWAITABLE:

@@ -113,6 +113,9 @@ class RunContext:
         self.threads: list[Any] = []  # stress.threads.ThreadAttempt of this run
         self.threads_released = False
         self.thread_problems: list[str] = []  # what threads found wrong (context, ...)
+        # On a deterministic loop (stress.virtual) threads are waited for at fixed points.
+        self.deterministic: bool = getattr(loop, "deterministic", False)
+        self.order: list[tuple[object, ...]] | None = None  # observer events (determinism)
 
     # -- logging -------------------------------------------------------------
 
@@ -167,9 +170,12 @@ class RunContext:
         if self.plan.cancel_mode == "timeout" and not self.timeout_used:
             assert self.timeout_cm is not None
             self.timeout_used = True
+            self.timeout_cm.reschedule(self.loop.time())
+            if self.deterministic:
+                self._expire_now()
+                return
             # The timeout cancels the task in a callback of its own, queued now;
             # ours, queued right behind it, records that it happened.
-            self.timeout_cm.reschedule(self.loop.time())
             self.loop.call_soon(self._timeout_fired)
             return
         self.direct_cancels += 1
@@ -179,6 +185,19 @@ class RunContext:
     def _timeout_fired(self) -> None:
         if not self.finished and self.timeout_cm is not None and self.timeout_cm.expired():
             self._took_effect()
+
+    def _expire_now(self) -> None:
+        """Run the timeout's own callback here, then record it (a loop that shuffles
+        its ready queue could otherwise run our record first, or a step of the run
+        the cancellation reached before it). Reaches into asyncio.Timeout (3.11-3.13):
+        only on the deterministic loop (stress.virtual)."""
+        handle = getattr(self.timeout_cm, "_timeout_handler", None)
+        expire = getattr(self.timeout_cm, "_on_timeout", None)
+        assert isinstance(handle, asyncio.Handle)
+        assert callable(expire)
+        handle.cancel()
+        expire()
+        self._timeout_fired()
 
     def _took_effect(self) -> None:
         assert self.run_context is not None
@@ -202,6 +221,7 @@ class RunContext:
         self.threads_released = True
         for thread in self.threads:
             thread.release.set()
+            thread.settle()  # on a deterministic loop: one thread ends at a time, in order
 
     # -- what phase functions do ----------------------------------------------
 

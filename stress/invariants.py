@@ -24,7 +24,12 @@ all is well), each named after the invariant it breaks:
 - told: the RunReport and our observer agree with the log (stress.runreports).
 - post-eligibility: exactly the eligible tasks are cleaned up (stress.cleanup);
   a pre that never started (say, queued for a limit when the run stopped)
-  is owed none.
+  is owed none; an owed post the cleanup budget skipped is reported so.
+- cleanup-uninterrupted: no post is stopped by anything but its own timeout,
+  cleanup_timeout or the cleanup budget; never by the caller (stress.abandoned).
+- abandoned-reported: every post the budget cut short or skipped is a
+  CleanupAbandonedError among the failures and in the RunReport; nothing
+  else is (stress.abandoned).
 - post-order: a post starts after all forward work and after the posts of
   its nearest dependents that were cleaned up.
 - threads: thread phases ran in a worker thread with the caller's contextvars.
@@ -46,6 +51,7 @@ from typing import NamedTuple
 
 from sdax import RunReport
 from stress import capacity
+from stress.abandoned import AbandonedCheck, failures_known, interruption_problems, skipped_posts
 from stress.cleanup import Tri, eligibility, post_order_problems
 from stress.failures import (
     check_failures,
@@ -65,6 +71,7 @@ from stress.outcomes import (
     fold,
     phase_outcomes,
 )
+from stress.runreports import the_report
 from stress.told import Told
 
 
@@ -102,6 +109,8 @@ def check_run(shape: Shape, record: RunRecord) -> list[Violation]:
         checker.limits,
         checker.told,
         checker.post_eligibility,
+        checker.cleanup_uninterrupted,
+        checker.abandoned_reported,
         checker.post_order,
         checker.hygiene,
     ):
@@ -121,7 +130,12 @@ class _Checker:
                 del self.phases[(key, phase)]
         self.report("log", problems)
         self.deadline = deadline_since(record.log, record.raised)
-        self.ent = entitlements(shape, record.log, self.phases, self.deadline)
+        budget = record.plan.options.budget_may_expire
+        self.ent = entitlements(shape, record.log, self.phases, self.deadline, budget)
+        self.failures = failures_of(record.raised)
+        known = failures_known(record.raised)
+        self.abandoned = AbandonedCheck(shape, record.plan, self.phases, self.failures, known)
+        self.skipped = skipped_posts(self.failures) if budget and known else set()
         cutoff = short(record.plan.options.cleanup_timeout)
         self.possible: dict[tuple[Hashable, str], set[Outcome]] = {}
         problems = []
@@ -132,6 +146,7 @@ class _Checker:
         self.report("retries-and-outcomes", problems)
         # Pres that left no trace: did sdax start them (True), or not (False)?
         self.unseen: dict[Hashable, bool] = {}
+        self.owed_not_run: list[Hashable] = []  # owed posts that never ran, under a budget
 
     def report(self, invariant: str, problems: list[str]) -> None:
         self.violations.extend(Violation(invariant, problem) for problem in problems)
@@ -153,9 +168,11 @@ class _Checker:
         verdict = expected_raise(
             record.log, record.direct_cancels, record.timeout_expired, record.raised, options
         )
-        if verdict == "check-failures":
-            failures = failures_of(record.raised)
-            self.report("failures-match", check_failures(failures, self.possible))
+        skippable = options.budget_may_expire
+        cancelled = verdict is None and (record.direct_cancels or record.timeout_expired)
+        if verdict == "check-failures" or cancelled:  # a cancel keeps them as its __context__
+            problems = check_failures(self.failures, self.possible, skippable)
+            self.report("failures-match", problems)
         elif verdict is not None:
             self.report("run-outcome", [verdict])
         args = (self.phases, self.possible, self._plain)
@@ -266,12 +283,35 @@ class _Checker:
         """Exactly the eligible tasks get their post (started exactly once: see `log`)."""
         aborted = self.ent[PRE].since < math.inf
         owed = eligibility(self.shape, self.phases, self.pre_succeeded, aborted, self.unseen)
+        self.owed_not_run = []
         for key, eligible in owed.items():
             ran = self.ran(key, POST) is not None
-            if eligible is True and not ran:
+            if eligible is True and not ran and self.record.plan.options.budget_may_expire:
+                self.owed_not_run.append(key)  # skipped by the budget? (abandoned-reported)
+            elif eligible is True and not ran:
                 self.report("post-eligibility", [f"{key!r} is eligible but its post never ran"])
             elif eligible is False and ran:
                 self.report("post-eligibility", [f"{key!r} is not eligible but its post ran"])
+            elif eligible is False and key in self.skipped:
+                self.report("post-eligibility", [f"{key!r} owes no cleanup, yet is reported "
+                                                 "as a cleanup the budget skipped"])  # fmt: skip
+
+    def cleanup_uninterrupted(self) -> None:
+        """Only a post's own timeout, cleanup_timeout or the budget stops a post."""
+        problems = interruption_problems(self.shape, self.record.plan, self.record.log)
+        self.report("cleanup-uninterrupted", problems)
+
+    def abandoned_reported(self) -> None:
+        """Every post the budget cut short or skipped is reported so, and nothing else."""
+        check, record = self.abandoned, self.record
+        check.check_failures()
+        check.check_cut_short()
+        check.check_owed(self.owed_not_run)
+        check.check_no_start_after(record.log)
+        mode = record.plan.options.report
+        report, _ = the_report(mode, record.raised, record.returned, record.recorded)
+        check.check_report(report)
+        self.report("abandoned-reported", check.problems)
 
     def post_order(self) -> None:
         """A post starts after the forward work and after its dependents' posts ended."""

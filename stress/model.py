@@ -229,17 +229,29 @@ class PhasePlan:
 
 @dataclass(frozen=True, slots=True)
 class RunOptions:
-    """How `process_tasks` is called: deadline, cleanup bound, report, observer."""
+    """How `process_tasks` is called: deadline, cleanup bounds, report, observer."""
 
     timeout: float | None = None  # the run's deadline
     cleanup_timeout: float | None = None
+    cleanup_budget: float | None = None  # bounds the whole POST stage (SPEC 4)
     report: str = "none"  # "none", "flag" (report=True) or "recorder" (a ReportRecorder observer)
     observe: bool = False  # our observer logs each phase sdax says it started
 
     def describe(self) -> str:
         parts = [f"timeout={self.timeout}", f"cleanup_timeout={self.cleanup_timeout}"]
+        parts.append(f"cleanup_budget={self.cleanup_budget}")
         parts += [f"report={self.report}", f"observe={self.observe}"]
         return " ".join(parts)
+
+    @property
+    def budget_may_expire(self) -> bool:
+        """Whether the cleanup budget can run out within a run (30 s never does)."""
+        return short(self.cleanup_budget)
+
+    @property
+    def posts_bounded(self) -> bool:
+        """Whether something other than a post's own timeout can stop a blocked post."""
+        return short(self.cleanup_timeout) or self.budget_may_expire
 
 
 @dataclass(frozen=True)

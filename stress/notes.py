@@ -12,10 +12,12 @@ from collections.abc import Hashable
 
 from sdax import RunTimeoutError, flatten_exceptions
 from stress import capacity
+from stress.abandoned import cleanup_notes
 from stress.failures import failures_of
 from stress.faults import AFTER, BEGIN, END, FINISH, START, Ev
 from stress.invariants import RunRecord
 from stress.model import POST, PRE, Shape
+from stress.outcomes import fold
 
 
 def observations(shape: Shape, record: RunRecord) -> list[str]:
@@ -33,7 +35,8 @@ def observations(shape: Shape, record: RunRecord) -> list[str]:
         notes.append("observer: a phase sdax started was cancelled before its first step")
     if queued_pres(shape, log, started):
         notes.append("a pre released but never started (queued for a limit?) when the run stopped")
-    return notes + _thread_notes(log) + _limit_notes(shape, log) + _error_notes(record)
+    notes += _thread_notes(log) + _limit_notes(shape, log) + _error_notes(record)
+    return notes + cleanup_notes(log, fold(log, []), failures_of(record.raised))
 
 
 def queued_pres(shape: Shape, log: list[Ev], started: set[tuple[Hashable, str]]) -> list[Hashable]:

@@ -9,8 +9,10 @@ races the set has one element and the check is exact.
 Who may cancel a phase, and from when ("entitlement"): for pre_execute,
 the caller's cancellation, a fatal error, the run's deadline, or a pre that
 failed; for execute, the caller, a fatal error or the deadline; for
-post_execute, nobody: cleanup is shielded from the caller's cancellations.
-A short cleanup_timeout may cut a post off ("cutoff") at any time: that is
+post_execute, only the run's cleanup budget, and only when it is short:
+cleanup is shielded from the caller's cancellations. A post the budget
+cancels is "abandoned", a CleanupAbandonedError failure, never retried. A
+short cleanup_timeout may cut a post off ("cutoff") at any time: that is
 a TimeoutError failure, never retried.
 
 A thread attempt (stress.threads) ends, in sdax's eyes, when sdax hears of
@@ -46,7 +48,8 @@ from stress.model import EXEC, POST, PRE, Policy, Shape
 OK, CANCEL_OUT, FATAL_OUT = "ok", "cancelled", "fatal"
 FAIL, TIMEOUT, PCANCEL, NOT_AWAITABLE = "fail", "timeout", "pcancel", "notawait"
 CUTOFF = "cutoff"  # a post cut off by cleanup_timeout
-FAILURES = frozenset({FAIL, TIMEOUT, PCANCEL, NOT_AWAITABLE, CUTOFF})
+ABANDONED = "abandoned"  # a post cancelled by the run's cleanup budget
+FAILURES = frozenset({FAIL, TIMEOUT, PCANCEL, NOT_AWAITABLE, CUTOFF, ABANDONED})
 RUN_LEVEL = frozenset({CANCEL, FINISH, DEADLINE, BEGIN})  # events of no attempt
 
 
@@ -59,7 +62,7 @@ class Outcome:
 
     def retryable(self, policy: Policy) -> bool:
         """Would sdax retry an attempt that ended like this (attempts left aside)?"""
-        if self.kind == CUTOFF:
+        if self.kind in (CUTOFF, ABANDONED):
             return False  # the bound is around all the attempts
         kinds = policy.retryable_exceptions()
         if self.kind == TIMEOUT:
@@ -177,40 +180,54 @@ def _apply(attempt: AttemptLog, ev: Ev, problems: list[str]) -> None:
 
 @dataclass(frozen=True)
 class Entitlement:
-    """When sdax may cancel a phase: any time after `since`; `marks` for posts."""
+    """When sdax may cancel a phase: any time after `since`.
+
+    `marks`: the (seq, epoch) of the caller's cancellations. For posts
+    `since` is when the cleanup budget may have run out (never, unless the
+    budget is short): the caller's cancellations entitle nobody there.
+    """
 
     since: float = math.inf
-    marks: tuple[tuple[int, int], ...] = ()  # (seq, epoch) of caller cancellations
+    marks: tuple[tuple[int, int], ...] = ()
 
-    def before(self, seq: float, epoch: int, phase: str) -> bool:
-        """May sdax have cancelled, before `seq`, a `phase` whose task was created at `epoch`?"""
-        if phase == POST:  # only a cancel that came after the post's task was created
-            return any(at < seq and mark > epoch for at, mark in self.marks)
+    def before(self, seq: float) -> bool:
+        """May sdax have cancelled the phase before `seq`?"""
         return self.since < seq
 
-    def ever(self, epoch: int, phase: str) -> bool:
-        return self.before(math.inf, epoch, phase)
+    @property
+    def ever(self) -> bool:
+        return self.since < math.inf
 
 
-def _stops(policy: Policy, cancel: bool, cutoff: bool) -> set[Outcome]:
+def stop_kind(phase: str) -> str:
+    """What a phase sdax cancelled ended as: a post can only have been abandoned."""
+    return ABANDONED if phase == POST else CANCEL_OUT
+
+
+def _stops(policy: Policy, cancel: bool, cutoff: bool, stop: str = CANCEL_OUT) -> set[Outcome]:
     """The ways sdax may have stopped an attempt that had not ended in its eyes."""
     stops = {Outcome(TIMEOUT)} if policy.short_timeout else set()
     if cancel:
-        stops.add(Outcome(CANCEL_OUT))
+        stops.add(Outcome(stop))
     if cutoff:
         stops.add(Outcome(CUTOFF))
     return stops
 
 
 def attempt_results(
-    attempt: AttemptLog, policy: Policy, entitled: bool, late_cancel: bool, cutoff: bool = False
+    attempt: AttemptLog,
+    policy: Policy,
+    entitled: bool,
+    late_cancel: bool,
+    cutoff: bool = False,
+    stop: str = CANCEL_OUT,
 ) -> set[Outcome]:
     """What this attempt may have ended as, in sdax's eyes.
 
     `entitled`: sdax may have cancelled it before its last event;
     `late_cancel`: sdax may cancel it after that (while it waits on children,
     or has not yet heard that its thread ended); `cutoff`: a post under a
-    short cleanup_timeout.
+    short cleanup_timeout; `stop`: what a cancellation by sdax makes of it.
     """
     if attempt.fatal:
         return {Outcome(FATAL_OUT)}
@@ -218,7 +235,7 @@ def attempt_results(
     # hear that its thread ended; a timeout or cancellation may land in between.
     late = set()
     if attempt.awaits_children or attempt.thread:
-        late = _stops(policy, late_cancel, cutoff)
+        late = _stops(policy, late_cancel, cutoff, stop)
     if attempt.errors:  # real errors beat any cancellation (task group rule), not a thread's
         return {Outcome(FAIL, tuple(attempt.errors))} | (late if attempt.thread else set())
     if attempt.notawait:
@@ -226,7 +243,7 @@ def attempt_results(
     if attempt.selfcancel is not None:
         return {Outcome(PCANCEL, (attempt.selfcancel,))} | late
     if attempt.cancelled:  # empty: cancelled by nobody entitled to
-        return _stops(policy, entitled, cutoff) | late
+        return _stops(policy, entitled, cutoff, stop) | late
     # Returned, or swallowed the cancellation and returned: if its timer fired
     # first, that is still a timeout (SPEC 4: a late result is discarded).
     return {Outcome(OK)} | _stops(policy, False, cutoff) | late
@@ -239,21 +256,19 @@ def phase_outcomes(
     name = f"{plog.key!r} {plog.phase}"
     if len(plog.attempts) > policy.attempts:
         problems.append(f"{name}: {len(plog.attempts)} attempts, retries={policy.retries}")
-    epoch = plog.attempts[0].epoch
+    stop = stop_kind(plog.phase)
     for attempt in plog.attempts[:-1]:
-        entitled = ent.before(attempt.end, epoch, plog.phase)
-        results = attempt_results(attempt, policy, entitled, True, cutoff)
+        entitled = ent.before(attempt.end)
+        results = attempt_results(attempt, policy, entitled, True, cutoff, stop)
         if not any(result.retryable(policy) for result in results):
             problems.append(f"{name}: attempt {attempt.number} ended {results} yet was retried")
     final = plog.final
-    ever = ent.ever(epoch, plog.phase)
-    entitled = ent.before(final.end, epoch, plog.phase)
-    results = attempt_results(final, policy, entitled, ever, cutoff)
+    results = attempt_results(final, policy, ent.before(final.end), ent.ever, cutoff, stop)
     possible: set[Outcome] = set()
     for result in results:
         if result.retryable(policy) and final.number < policy.attempts:
             # Stopped during the backoff, or before the retry was begun.
-            possible |= _stops(policy, ever, cutoff) - {Outcome(TIMEOUT)}
+            possible |= _stops(policy, ent.ever, cutoff, stop) - {Outcome(TIMEOUT)}
         else:
             possible.add(result)
     if not possible:
@@ -266,10 +281,12 @@ def entitlements(
     log: Sequence[Ev],
     phases: dict[tuple[Hashable, str], PhaseLog],
     deadline: float = math.inf,
+    budget: bool = False,
 ) -> dict[str, Entitlement]:
     """When sdax may cancel pre, execute and post phases (see the module docstring).
 
-    `deadline`: from when the run's deadline may have stopped it (stress.failures).
+    `deadline`: from when the run's deadline may have stopped it (stress.failures);
+    `budget`: whether the cleanup budget may have run out during POST.
     """
     marks = tuple((ev.seq, int(ev.obj)) for ev in log if ev.kind == CANCEL)  # type: ignore[call-overload]
     fatal = [ev.seq for ev in log if ev.kind == FATAL and ev.phase != POST]
@@ -286,6 +303,7 @@ def entitlements(
     return {
         PRE: Entitlement(since, marks),
         EXEC: Entitlement(base, marks),
-        # Cleanup is shielded (SPEC 4): no caller cancel may stop a post.
-        POST: Entitlement(),
+        # Cleanup is shielded (SPEC 4): no caller cancel may stop a post, only a short
+        # budget, which may run out any time after POST began (before its first post).
+        POST: Entitlement(-1 if budget else math.inf, marks),
     }

@@ -12,17 +12,20 @@ time out or hang; a hanging thread is let go when sdax stops waiting for
 it, or only once the run has returned. Per run: maybe a cancellation of the
 whole run (task.cancel() or an enclosing asyncio.timeout), when a given
 phase starts or after K iterations; and the options of process_tasks: a
-deadline (0, short or long), a cleanup_timeout, report=True or a
-ReportRecorder, and an observer that logs which phases sdax started.
+deadline (0, short or long), a cleanup_timeout, a cleanup_budget (0,
+short or long), report=True or a ReportRecorder, and an observer that logs
+which phases sdax started.
 
 A plan must fit the processor's policies (a retry fault needs retries, a
 timeout fault a short timeout) and must always let the run end: every
 attempt that blocks either has a short timeout that ends it, or carries a
 trigger that cancels the whole run a few loop iterations after it starts,
 or (now and then) counts on a short run deadline (pres and executes) or a
-short cleanup_timeout (posts) to end it. Cleanup is shielded, so a post
-blocks only where its own timeout or a short cleanup_timeout ends it; a
-caller cancel it triggers lands inside it and must leave it running.
+short cleanup_timeout or cleanup_budget (posts) to end it. Cleanup is
+shielded, so a post blocks only where its own timeout, a short
+cleanup_timeout or a short budget ends it; a caller cancel it triggers
+lands inside it and must leave it running. A budget that expires while a
+post blocks abandons it, and skips the posts still waiting for it.
 """
 
 from __future__ import annotations
@@ -169,6 +172,9 @@ def random_options(rng: random.Random) -> RunOptions:
     return RunOptions(
         timeout=weighted(rng, [(None, 60), (0.0, 10), (0.001, 15), (30.0, 15)]),
         cleanup_timeout=weighted(rng, [(None, 70), (0.0, 8), (0.001, 12), (30.0, 10)]),
+        # 0 expires one loop iteration into POST (posts that finish in their first step
+        # still finish); 0.001 while a blocked post waits; 30 s never.
+        cleanup_budget=weighted(rng, [(None, 70), (0.0, 10), (0.001, 12), (30.0, 8)]),
         report=weighted(rng, [("none", 60), ("flag", 25), ("recorder", 15)]),
         observe=rng.random() < 0.4,
     )
@@ -184,15 +190,15 @@ def random_plan(shape: Shape, seed: int) -> RunPlan:
     for key, phase in shape.phase_keys():
         policy = shape.policy(key, phase)
         allowed = allowed_faults(policy)
-        if phase == POST and not (policy.short_timeout or short(options.cleanup_timeout)):
+        if phase == POST and not (policy.short_timeout or options.posts_bounded):
             # Cleanup is shielded (SPEC 4): no caller cancel ends a blocked post,
-            # only its own timeout or a short cleanup_timeout can.
+            # only its own timeout, a short cleanup_timeout or a short budget can.
             allowed = [fault for fault in allowed if fault not in BLOCKING]
         fault = rng.choice(allowed) if rng.random() < density else "none"
         if fault == "none":
             phases[(key, phase)] = PhasePlan("none", (_healthy(rng, policy),))
         else:
-            bounded = short(options.cleanup_timeout if phase == POST else options.timeout)
+            bounded = options.posts_bounded if phase == POST else short(options.timeout)
             phases[(key, phase)] = PhasePlan(fault, _script(rng, policy, fault, bounded))
             used.append(f"thread-{fault}" if policy.kind == "thread" else fault)
     fatal_able = [where for where in phases if shape.policy(*where).kind != "thread"]
@@ -214,6 +220,8 @@ def _option_names(options: RunOptions) -> list[str]:
         names.append(f"deadline-{'short' if short(options.timeout) else 'long'}")
     if options.cleanup_timeout is not None:
         names.append(f"cleanup-timeout-{'short' if short(options.cleanup_timeout) else 'long'}")
+    if options.cleanup_budget is not None:
+        names.append(f"cleanup-budget-{'short' if options.budget_may_expire else 'long'}")
     if options.report != "none":
         names.append(f"report-{options.report}")
     return names

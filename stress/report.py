@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from stress.abandoned import INVARIANTS
 from stress.faults import Ev
 from stress.runner import RunResult, StressConfig, Summary
 
@@ -21,6 +22,8 @@ def replay_command(config: StressConfig, index: int) -> str:
     ]
     if config.soak:
         parts.append("--soak")
+    if config.replay_check != StressConfig.replay_check:
+        parts.append(f"--replay-check {config.replay_check}")
     if config.max_tasks != StressConfig.max_tasks:
         parts.append(f"--max-tasks {config.max_tasks}")
     return " ".join(parts)
@@ -116,6 +119,14 @@ def format_summary(summary: Summary) -> str:
         *_table("faults planned, by kind (phase faults; run-level cancellations)", summary.faults),
         *_table("outcomes by kind", summary.outcomes),
         *_table("violations by invariant", summary.violation_counts),
+        f"determinism: {summary.determinism_checked} runs replayed twice on the deterministic "
+        f"loop; {summary.violation_counts.get('determinism', 0)} differed",
+        "cleanup invariants (runs with something to check; violations):",
+        *(
+            f"  {name:<22} {summary.exercised.get(name, 0):>8} runs; "
+            f"{summary.violation_counts.get(name, 0)} violations"
+            for name in INVARIANTS
+        ),
         *_table("observations (allowed; notable, or showing coverage)", summary.notes),
     ]
     if summary.soak is not None:

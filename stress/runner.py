@@ -27,7 +27,10 @@ from typing import Any
 
 from sdax import AsyncTaskProcessor
 from stress import capacity, coverage
+from stress.abandoned import exercised
+from stress.determinism import check_determinism
 from stress.drive import drive, outcome_kind, record_of
+from stress.failures import failures_of
 from stress.faults import CURRENT_RUN, RunContext
 from stress.generate import build_processor, random_shape, seed_for
 from stress.invariants import RunRecord, Violation, check_run
@@ -50,6 +53,9 @@ class StressConfig:
     with_batch: bool = False  # replay it alongside the runs that shared its batch
     loop_name: str = "asyncio"  # only for the replay command printed with a violation
     hang_after: float = 30.0  # seconds before a batch that has not finished counts as hung
+    # Every this many runs (by index), one is replayed twice on a deterministic loop and
+    # the two event orders compared (stress.determinism); 0: never.
+    replay_check: int = 25
 
 
 @dataclass
@@ -62,6 +68,8 @@ class RunResult:
     notes: list[str] = field(default_factory=list)  # allowed but notable
     shape: Shape | None = None  # a Summary keeps these only for runs with violations
     record: RunRecord | None = None
+    exercised: list[str] = field(default_factory=list)  # named invariants with work to do
+    order: list[tuple[object, ...]] | None = None  # what observers heard (determinism)
 
 
 @dataclass
@@ -72,9 +80,11 @@ class Summary:
     outcomes: dict[str, int] = field(default_factory=dict)
     violation_counts: dict[str, int] = field(default_factory=dict)
     notes: dict[str, int] = field(default_factory=dict)
+    exercised: dict[str, int] = field(default_factory=dict)  # runs each invariant had work in
     failed_runs: list[RunResult] = field(default_factory=list)  # the first few, in full
     soak: Soak | None = None
     replayed: RunResult | None = None  # with --replay: the run, log and all
+    determinism_checked: int = 0  # runs replayed twice on the deterministic loop
     elapsed: float = 0.0
 
     @property
@@ -103,6 +113,7 @@ class Summary:
         _count(self.faults, result.faults)
         _count(self.violation_counts, [v.invariant for v in result.violations])
         _count(self.notes, result.notes)
+        _count(self.exercised, result.exercised)
         if result.violations and len(self.failed_runs) < keep:
             self.failed_runs.append(result)
         elif self.config.replay is None:
@@ -173,6 +184,7 @@ async def _run_batches(
             summary.replayed = results[0]
         if batch % 50 == 0 or config.replay is not None or start + size >= config.runs:
             gc.collect()  # so that "destroyed but pending" and "never awaited" show up now
+        await _check_determinism(config, shape, results, summary)
         _blame_batch(results[0], caught, loop_errors)
         for result in results:
             summary.add(result)
@@ -201,14 +213,16 @@ async def run_plans(
     shape: Shape,
     plans: list[tuple[int, RunPlan]],
     hang_after: float = 30.0,
+    order: bool = False,
 ) -> list[RunResult]:
     """Run each (index, plan) concurrently through `processor`; check each run and the batch.
 
     A run still going after `hang_after` seconds is reported as hung (a wall
     clock guard only: no check depends on time); its outcome is "hung".
+    `order`: record what observers hear, for stress.determinism (`RunResult.order`).
     """
     before = asyncio.all_tasks()
-    contexts = _start_runs(processor, [plan for _, plan in plans])
+    contexts = _start_runs(processor, [plan for _, plan in plans], order)
     fields = [set(vars(ctx)) for ctx in contexts]
     _, hung = await asyncio.wait(
         [ctx.run_task for ctx in contexts if ctx.run_task], timeout=hang_after
@@ -223,6 +237,8 @@ async def run_plans(
         _result(shape, index, ctx, known, ctx.run_task in hung)
         for (index, _), ctx, known in zip(plans, contexts, fields, strict=True)
     ]
+    for result, ctx in zip(results, contexts, strict=True):
+        result.order = ctx.order
     if leaked and not hung:
         results[0].violations.append(Violation("hygiene", f"tasks still pending: {leaked[:5]}"))
     results[0].violations += [Violation("hygiene", problem) for problem in stuck]
@@ -231,13 +247,16 @@ async def run_plans(
     return results
 
 
-def _start_runs(processor: AsyncTaskProcessor[Any], plans: list[RunPlan]) -> list[RunContext]:
+def _start_runs(
+    processor: AsyncTaskProcessor[Any], plans: list[RunPlan], order: bool = False
+) -> list[RunContext]:
     """A task per run, all created before any starts: the runs really overlap."""
     loop = asyncio.get_running_loop()
     install_default_executor(loop)
     clock = itertools.count()  # orders the events of every run of the batch
     contexts = [RunContext(plan, loop, clock) for plan in plans]
     for ctx in contexts:
+        ctx.order = [] if order else None
         ctx.run_context = contextvars.copy_context()
         ctx.run_context.run(CURRENT_RUN.set, ctx)
         ctx.run_task = loop.create_task(drive(processor, ctx), context=ctx.run_context)
@@ -252,9 +271,25 @@ def _result(shape: Shape, index: int, ctx: RunContext, known: set[str], hung: bo
     violations = check_run(shape, record)
     outcome = outcome_kind(ctx.raised)
     notes = observations(shape, record)
-    return RunResult(
+    result = RunResult(
         index, ctx.plan.seed, outcome, ctx.plan.faults, violations, notes, shape, record
     )
+    result.exercised = exercised(ctx.plan, record.log, failures_of(record.raised))
+    return result
+
+
+async def _check_determinism(
+    config: StressConfig, shape: Shape, results: list[RunResult], summary: Summary
+) -> None:
+    """Replay the sampled runs of a batch twice each on a deterministic loop."""
+    every = config.replay_check
+    if every <= 0 or config.soak:
+        return
+    for result in results:
+        if result.index % every == 0 and result.outcome != "hung":
+            plan = random_plan(shape, seed_for(config.seed, "run", result.index))
+            result.violations += await check_determinism(shape, result.index, plan)
+            summary.determinism_checked += 1
 
 
 def _blame_batch(

@@ -29,6 +29,7 @@ from sdax.report import PhaseReport
 from stress.faults import BEGIN, Ev, InjectedFatal
 from stress.model import EXEC, POST, PRE, Shape
 from stress.outcomes import (
+    ABANDONED,
     CANCEL_OUT,
     CUTOFF,
     FAIL,
@@ -53,12 +54,15 @@ REPORTED = {
     TIMEOUT: "timed_out",
     CUTOFF: "timed_out",
     CANCEL_OUT: "cancelled",
+    ABANDONED: "abandoned",
 }
 # Who may cancel each phase, as the reason sdax gives (stress.outcomes, entitlements).
 REASONS = {
     PRE: {reason.value for reason in CancelReason},
     EXEC: {reason.value for reason in CancelReason} - {CancelReason.SIBLING_FAILED.value},
-    POST: set(),  # cleanup is shielded: only cleanup_timeout stops a post (a failure)
+    # Cleanup is shielded: only cleanup_timeout or the budget stops a post, and either
+    # makes it a failure (TimeoutError, CleanupAbandonedError), never "cancelled".
+    POST: set(),
 }
 
 
@@ -128,12 +132,16 @@ def phase_problems(
     possible: Collection[Outcome],
     unseen: Tri,
     reasons: Collection[str],
+    skippable: bool = False,
 ) -> list[str]:
     """What is wrong with one phase's report; `unseen`: for a phase that left no trace,
-    whether sdax started it (True, False, or None: either)."""
+    whether sdax started it (True, False, or None: either); `skippable`: a post the
+    cleanup budget may have skipped (stress.abandoned checks those entries)."""
     problems = _cancel_reason(entry, reasons)
     if plog is not None:
         return problems + _started(entry, plog, {REPORTED[o.kind] for o in possible})
+    if skippable and entry.outcome == "abandoned" and entry.attempts == 0:
+        return problems
     if entry.outcome == "cancelled" and unseen is not False:
         # Cancelled before its first step: its function never ran, no attempt began.
         ok = entry.attempts == 0 and entry.start is not None and not entry.retries
@@ -152,7 +160,7 @@ def _started(entry: PhaseReport, plog: PhaseLog, kinds: set[str]) -> list[str]:
         problems.append(f"reports {entry.attempts} attempts; {len(plog.attempts)} were made")
     # A retry is announced when its attempt fails; a cancellation or a
     # cleanup_timeout may then cut the backoff short, before the next attempt.
-    cut_short = entry.outcome in ("cancelled", "timed_out")
+    cut_short = entry.outcome in ("cancelled", "timed_out", "abandoned")
     if len(entry.retries) not in (entry.attempts - 1, entry.attempts if cut_short else -1):
         problems.append(f"{len(entry.retries)} retries reported for {entry.attempts} attempts")
     if entry.start is None or entry.end is None or entry.end < entry.start:

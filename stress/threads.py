@@ -17,11 +17,17 @@ The thread logs its end itself (END or RAISE) while sdax still waits, or,
 once abandoned, as AFTER (which may come after the run returned). A block
 waits on a `threading.Event` set when sdax abandons it (`release_early`)
 or when the run returns, so no thread is left blocked.
+
+On a deterministic loop (stress.virtual) the loop thread waits for each
+attempt to reach its block or its end right at the submit, and for a
+released one to end right after releasing it ("settling"), so that where
+a thread's events fall in the run depends on the seed alone.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import threading
 import weakref
@@ -63,6 +69,16 @@ class ThreadAttempt:
         self.abandoned = False  # sdax stopped waiting first (logged as CANCELLED)
         self.chain: Chain | None = None
         self.work: Future[None] | None = None  # the pool's future of `_work`
+        self.settled = threading.Event()  # the thread blocks or has ended
+
+    def settle(self) -> None:
+        """On a deterministic loop: wait until the thread blocks (if not let go) or ends."""
+        if self.ctx.deterministic and self.work is not None:
+            self.settled.wait(SAFETY)
+            if self.release.is_set():
+                # How the work ended is not for us to judge here: only that it did.
+                with contextlib.suppress(Exception):
+                    self.work.result(SAFETY)
 
     def abandon(self) -> None:
         """sdax cancelled the future (on the loop thread): it waits for the thread no more."""
@@ -82,6 +98,8 @@ class ThreadAttempt:
             problems.append(f"{self.where} ran on the event loop's thread")
         if CURRENT_RUN.get() is not ctx or CANCEL_EPOCH.get() != self.epoch:
             problems.append(f"{self.where} did not get the caller's contextvars")
+        if self.act.op == "block":
+            self.settled.set()
         if self.act.op == "block" and not self.release.wait(SAFETY):
             problems.append(f"{self.where} was never let go")
         error: Exception | None = None
@@ -140,7 +158,9 @@ class TrackedFuture(Future[Any]):
 
     def cancel(self) -> bool:
         self.attempt.abandon()
-        return super().cancel()
+        cancelled = super().cancel()
+        self.attempt.settle()
+        return cancelled
 
 
 class StressExecutor(ThreadPoolExecutor):
@@ -162,6 +182,7 @@ class StressExecutor(ThreadPoolExecutor):
         attempt.work = super().submit(
             _work, future, attempt, functools.partial(fn, *args, **kwargs)
         )
+        attempt.settle()
         return future
 
 
@@ -175,6 +196,7 @@ def _ours(fn: object, args: tuple[object, ...]) -> tuple[ThreadBody, RunContext]
 
 def _work(future: TrackedFuture, attempt: ThreadAttempt, call: Callable[[], object]) -> None:
     if not future.set_running_or_notify_cancel():
+        attempt.settled.set()
         return  # abandoned before a worker got to it: the function never runs
     _running.attempt = attempt
     try:
@@ -185,6 +207,7 @@ def _work(future: TrackedFuture, attempt: ThreadAttempt, call: Callable[[], obje
         future.set_result(result)
     finally:
         _running.attempt = None
+        attempt.settled.set()
 
 
 _given: list[StressExecutor] = []

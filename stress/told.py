@@ -71,7 +71,7 @@ class Told:
         return {
             PRE: self.ent[PRE].since < math.inf,
             EXEC: self.ent[EXEC].since < math.inf,
-            POST: bool(self.ent[POST].marks),
+            POST: self.ent[POST].ever,
         }
 
     def reasons(self) -> set[str]:
@@ -97,6 +97,7 @@ class Told:
         if found.keys() != declared.keys():
             problems.append(f"phases reported {sorted(found)} != declared {sorted(declared)}")
         reasons, cancellable = self.reasons(), self.cancellable()
+        record_budget = self.record.plan.options.budget_may_expire
         for name, (key, phase) in declared.items():
             if (entry := found.get(name)) is None:
                 continue
@@ -106,7 +107,9 @@ class Told:
             if started is not None:
                 unseen = (key, phase) in started
             plog, possible = self.phases.get((key, phase)), self.possible.get((key, phase), set())
-            for problem in phase_problems(entry, plog, possible, unseen, reasons & REASONS[phase]):
+            skippable = phase == POST and record_budget
+            allowed = reasons & REASONS[phase]
+            for problem in phase_problems(entry, plog, possible, unseen, allowed, skippable):
                 problems.append(f"{key!r} {phase}: {problem}")
             if phase == PRE and plog is None and entry.outcome in ("skipped", "cancelled"):
                 self.unseen.setdefault(key, entry.outcome == "cancelled")

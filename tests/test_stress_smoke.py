@@ -5,7 +5,9 @@ cannot fail).
 The broken runs are real runs of small hand-written processors whose records
 are then altered the way a buggy sdax would have produced them (stress.alter):
 at least one for each invariant, the newer features' (limits, the run's
-deadline, cleanup_timeout, thread phases, reports and observers) included.
+deadline, cleanup_timeout, thread phases, reports and observers) included,
+and the cleanup rules (the cleanup budget, caller cancels inside posts) and
+the same-seed determinism check on the virtual-clock loop.
 """
 
 from __future__ import annotations
@@ -17,10 +19,18 @@ from collections.abc import Callable, Hashable
 import msgspec
 import pytest
 
-from sdax import AsyncTaskProcessor, RunReport, RunTimeoutError, SdaxExecutionError, TaskFailure
-from stress import RunRecord, StressConfig, check_run, run_stress
+from sdax import (
+    AsyncTaskProcessor,
+    CleanupAbandonedError,
+    RunReport,
+    RunTimeoutError,
+    SdaxExecutionError,
+    TaskFailure,
+)
+from stress import RunRecord, StressConfig, check_run, determinism, run_stress
 from stress.alter import events, moved_after, moved_first, renumbered, retyped, without
 from stress.capacity import batch_problems
+from stress.determinism import event_order, replay_alone, replay_twice
 from stress.faults import AFTER, BEGIN, DEADLINE, END, FINISH, START, Ev, InjectedError
 from stress.generate import build_processor
 from stress.model import (
@@ -40,6 +50,7 @@ from stress.model import (
 from stress.notes import observations
 from stress.report import format_violations
 from stress.runner import run_plans
+from stress.virtual import VirtualClockLoop
 
 FUNC = Policy("func")
 
@@ -86,6 +97,13 @@ async def test_two_hundred_runs_have_no_violation(release_order_seed: int) -> No
     options = {"deadline-short", "cleanup-timeout-short", "report-flag", "report-recorder"}
     assert options | {"thread-hang", "thread-raise"} <= set(summary.faults)
     assert "a per-run limit was full" in summary.notes
+    # Cleanup is shielded and budgeted: caller cancels land inside posts, budgets run out.
+    assert "cleanup-budget-short" in summary.faults
+    assert {
+        "a caller cancel landed inside a running post",
+        "the cleanup budget cut a running post short",
+        "the cleanup budget skipped a pending post",
+    } <= set(summary.notes)
 
 
 def execute_raised_silently(record: RunRecord) -> RunRecord:
@@ -337,3 +355,172 @@ def test_a_big_run_that_misses_a_corner_fails_its_coverage_floor() -> None:
     [missed] = coverage.uncovered(4000, planned, everything)
     assert "'swallow' reached 1 times (floor 2)" in missed
     assert coverage.uncovered(coverage.MIN_RUNS - 1, {}, {}) == []  # small runs show, not assert
+
+
+# -- cleanup that nothing cuts short: the budget, and caller cancels inside posts --------
+
+
+def budget_plan(**options: object) -> RunPlan:
+    """`c`'s post (a -> b -> c) hangs: only the cleanup budget (0 s) can end it, and the
+    posts of `b` and `a`, which wait for it, are skipped."""
+    return plan_with(SHAPE, {("c", POST): Act("block")}, **{"cleanup_budget": 0.0, **options})
+
+
+def abandoned(raised: BaseException | None) -> dict[Hashable, bool]:
+    """The tasks reported as CleanupAbandonedError among the failures, with `started`."""
+    assert isinstance(raised, SdaxExecutionError)
+    return {
+        failure.key: failure.error.started
+        for failure in raised.failures
+        if isinstance(failure.error, CleanupAbandonedError)
+    }
+
+
+async def test_a_budget_that_runs_out_abandons_and_reports_the_posts() -> None:
+    record = await run_one(budget_plan(report="flag", observe=True))  # no violation
+    assert abandoned(record.raised) == {"c": True, "b": False, "a": False}
+    assert isinstance(record.raised, SdaxExecutionError)
+    assert record.raised.report is not None
+    assert {task.task: task.phases[-1].outcome for task in record.raised.report.tasks} == {
+        "a": "abandoned",
+        "b": "abandoned",
+        "c": "abandoned",
+    }
+    notes = observations(SHAPE, record)
+    assert "the cleanup budget cut a running post short" in notes
+    assert "the cleanup budget skipped a pending post" in notes
+
+
+async def test_a_caller_cancel_inside_a_post_leaves_it_to_the_budget() -> None:
+    # Cancelled one iteration after `c`'s post began: it runs on until the budget ends it.
+    cancelled = dataclasses.replace(
+        budget_plan(cleanup_budget=0.001), cancel_mode="cancel", trigger=("phase", "c", POST, 1)
+    )
+    record = await run_one(cancelled)
+    assert isinstance(record.raised, asyncio.CancelledError)
+    assert abandoned(record.raised.__context__) == {"c": True, "b": False, "a": False}
+    cancel = events(record, "cancel")[0].seq
+    assert events(record, START, "c", POST)[0].seq < cancel < events(record, "cancelled")[0].seq
+    assert "a caller cancel landed inside a running post" in observations(SHAPE, record)
+
+
+def forged_failures(record: RunRecord, keep: Callable[[TaskFailure], bool]) -> RunRecord:
+    """`record` as if sdax had reported only the failures `keep` accepts."""
+    assert isinstance(record.raised, SdaxExecutionError)
+    kept = [failure for failure in record.raised.failures if keep(failure)]
+    group = SdaxExecutionError(f"{len(kept)} tasks failed", [f.error for f in kept], kept)
+    return dataclasses.replace(record, raised=group if kept else None)
+
+
+def no_budget(record: RunRecord) -> RunRecord:
+    options = dataclasses.replace(record.plan.options, cleanup_budget=None)
+    return dataclasses.replace(record, plan=dataclasses.replace(record.plan, options=options))
+
+
+def unlisted(record: RunRecord) -> RunRecord:
+    """`c`'s post, cut short by the budget, not shown as abandoned in the attached report."""
+    assert isinstance(record.raised, SdaxExecutionError)
+    report = msgspec.json.decode(msgspec.json.encode(record.raised.report), type=RunReport)
+    report.phase("c", POST).outcome = "failed"
+    record.raised.report = report
+    return record
+
+
+CLEANUP_BROKEN: dict[str, tuple[Alteration, str]] = {
+    "a post the budget cut short, missing from the failures": (
+        lambda r: forged_failures(r, lambda f: f.key != "c"),
+        "abandoned-reported",
+    ),
+    "a post the budget skipped, missing from the failures": (
+        lambda r: forged_failures(r, lambda f: f.key != "a"),
+        "abandoned-reported",
+    ),
+    "an abandonment the RunReport does not show": (unlisted, "abandoned-reported"),
+    "posts abandoned with no budget that could run out": (no_budget, "abandoned-reported"),
+    "a post cut short with no bound that could stop it": (no_budget, "cleanup-uninterrupted"),
+}
+
+
+@pytest.mark.parametrize("broken", CLEANUP_BROKEN)
+async def test_checker_reports_a_broken_run_of_the_cleanup_rules(broken: str) -> None:
+    record = await run_one(budget_plan(report="flag"))
+    alter, invariant = CLEANUP_BROKEN[broken]
+    violations = check_run(SHAPE, alter(record))
+    assert invariant in {v.invariant for v in violations}, violations
+
+
+async def test_a_post_the_caller_cut_short_breaks_cleanup_uninterrupted() -> None:
+    # A plain run; then as if a caller cancel had landed in `a`'s post and stopped it.
+    record = await run_one(plan())
+    (start,) = events(record, START, "a", POST)
+    mark = Ev(0, "cancel", None, "", 0, 0, 1)
+    log = [ev for ev in record.log if ev[2:4] != ("a", POST) or ev.kind == START]
+    at = log.index(start) + 1
+    stopped = Ev(0, "cancelled", "a", POST, 1, 0)
+    cut = renumbered(
+        dataclasses.replace(record, direct_cancels=1), [*log[:at], mark, stopped, *log[at:]]
+    )
+    cut.raised = asyncio.CancelledError()
+    found = [v for v in check_run(SHAPE, cut) if v.invariant == "cleanup-uninterrupted"]
+    assert len(found) == 1
+    assert "'a' post_execute attempt 1 was stopped" in found[0].detail
+
+
+# -- same seed, same run: the determinism check on a virtual clock ---------------------
+
+
+def test_the_virtual_clock_jumps_to_the_next_timer_only_when_nothing_is_ready() -> None:
+    loop = VirtualClockLoop(seed=7)
+    seen: list[tuple[str, float]] = []
+
+    async def sleeper() -> None:
+        await asyncio.sleep(3600)  # an hour of virtual time: no real time passes
+        seen.append(("slept", loop.time()))
+
+    async def spinner() -> None:
+        for _ in range(50):  # always ready: the clock must stand still meanwhile
+            await asyncio.sleep(0)
+        seen.append(("spun", loop.time()))
+
+    async def both() -> None:
+        await asyncio.gather(sleeper(), spinner())
+
+    try:
+        loop.run_until_complete(both())
+    finally:
+        loop.close()
+    assert seen == [("spun", 0.0), ("slept", 3600.0)]
+
+
+# Eight independent tasks: the loop's shuffles decide the order of nearly everything.
+WIDE = Shape(
+    nodes=tuple(Node(f"w{i}", (), {PRE: FUNC, EXEC: FUNC, POST: THREAD}) for i in range(8)),
+    builder="dag",
+    declaration_order=tuple(f"w{i}" for i in range(8)),
+)
+
+
+def test_the_same_seed_replays_the_same_event_order() -> None:
+    acts = {("w3", PRE): Act("ok", yields=2), ("w5", POST): Act("block", trigger=1)}
+    wide = dataclasses.replace(plan_with(WIDE, acts, cleanup_budget=0.0), cancel_mode="cancel")
+    assert replay_twice(WIDE, 0, wide, 30.0) == []
+    first, second = (event_order(replay_alone(WIDE, 0, wide, 30.0)) for _ in range(2))
+    assert first == second
+    assert len(first) > 8 * 3  # every phase logged, and the observer's events too
+
+
+def test_a_replay_on_another_loop_seed_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    # As if the run depended on something but its seed: each replay's loop gets its own.
+    seeds = iter(range(1000))
+    monkeypatch.setattr(determinism, "seed_for", lambda *_: next(seeds))
+    violations = replay_twice(WIDE, 0, plan_with(WIDE, {}), 30.0)
+    assert [v.invariant for v in violations] == ["determinism"]
+    assert "add --replay-check 1" in violations[0].detail
+
+
+async def test_a_stress_run_checks_determinism_on_a_sample() -> None:
+    config = StressConfig(runs=40, seed=11, concurrency=4, replay_check=5)
+    summary = await run_stress(config)
+    shown = "\n".join(format_violations(config, run, full=True) for run in summary.failed_runs)
+    assert summary.violation_counts == {}, shown
+    assert summary.determinism_checked == 8  # runs 0, 5, ..., 35
