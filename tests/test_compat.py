@@ -53,8 +53,17 @@ SURFACE: dict[str, list[str]] = {
         "TaskAnalyzer",
         "SdaxTaskGroup",
         "join",
+        "AsyncTaskProcessorBuilder",
+        "Phase",
+        "PhaseContext",
     ],
-    "sdax.sdax_task_analyser": ["TaskAnalyzer", "TaskAnalysis", "ExecutionGraph", "ExecutionWave"],
+    "sdax.sdax_task_analyser": [
+        "TaskAnalyzer",
+        "TaskAnalysis",
+        "ExecutionGraph",
+        "ExecutionWave",
+        "AsyncTask",
+    ],
     "sdax.tasks": [
         "AsyncTask",
         "TaskFunction",
@@ -171,3 +180,52 @@ async def test_task_function_call_passes_the_task_group_only_when_declared() -> 
     await task_func(plain).call("c", group)  # type: ignore[arg-type]
     await task_group_func(grouped).call("c", group)  # type: ignore[arg-type]
     assert seen == ["c", ("c", group)]
+
+
+def test_the_level_builder_is_an_async_task_processor_builder_as_in_0_7_2() -> None:
+    from sdax.sdax_core import AsyncTaskProcessor, AsyncTaskProcessorBuilder
+
+    assert isinstance(AsyncTaskProcessor.builder(), AsyncTaskProcessorBuilder)
+    assert not isinstance(AsyncTaskProcessor.graph_builder(), AsyncTaskProcessorBuilder)
+
+    class Incomplete(AsyncTaskProcessorBuilder[None]):
+        def build(self) -> Any:
+            return None
+
+    with pytest.raises(TypeError, match="add_task"):
+        Incomplete()  # type: ignore[abstract]
+
+
+def test_phase_context_is_the_phase_runner_and_phase_a_plain_record() -> None:
+    from sdax.sdax_core import AsyncPhaseRunner, Phase, PhaseContext, PhaseId
+
+    assert PhaseContext is AsyncPhaseRunner
+
+    async def run(ctx: object) -> PhaseId | None:
+        return None
+
+    phase = Phase(PhaseId.EXECUTE, run)
+    assert (phase.phase_id, phase.run) == (PhaseId.EXECUTE, run)
+
+
+def test_the_surface_check_reports_names_and_members_this_project_lacks() -> None:
+    from compat.surface import missing
+
+    reference: dict[str, dict[str, list[str] | None]] = {
+        "sdax": {
+            "AsyncTask": ["name", "pre_execute", "gone_member"],
+            "task_func": None,
+            "GoneClass": ["x"],
+        },
+        "sdax.sdax_core": {"PhaseContext": ["pre_started"], "AsyncPhaseRunner": ["run_next"]},
+    }
+    assert missing(reference) == ["sdax.AsyncTask.gone_member", "sdax.GoneClass"]
+
+
+def test_the_surface_check_counts_attributes_set_on_self_and_declared_fields() -> None:
+    from compat.surface import instance_attributes
+    from sdax.analysis import TaskAnalysis
+    from sdax.processor import AsyncDagTaskProcessor
+
+    assert {"wave_index_by_task", "topological_order"} <= instance_attributes(TaskAnalysis)
+    assert "_graph" in instance_attributes(AsyncDagTaskProcessor)
