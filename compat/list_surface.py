@@ -5,7 +5,8 @@ For each module: the names it defines or re-exports from sdax itself (imports
 from elsewhere, such as typing, and TypeVars are left out), and for each public
 class its public methods, properties, class attributes and instance
 attributes (dataclass fields, slots, and `self.x = ...` in its methods),
-including what it inherits from other sdax classes.
+including what it inherits from other sdax classes, and how many type
+parameters it takes (`AsyncTask[Ctx, str]`).
 """
 
 from __future__ import annotations
@@ -83,15 +84,20 @@ def class_members(cls: type) -> list[str]:
     return sorted(name for name in members if public(name))
 
 
-def surface() -> dict[str, dict[str, list[str] | None]]:
-    found: dict[str, dict[str, list[str] | None]] = {}
+def surface() -> dict[str, dict[str, dict[str, Any] | None]]:
+    found: dict[str, dict[str, dict[str, Any] | None]] = {}
     for module_name in MODULES:
         module = importlib.import_module(module_name)
-        entries: dict[str, list[str] | None] = {}
+        entries: dict[str, dict[str, Any] | None] = {}
         for name in module_names(module):
             value = getattr(module, name)
-            is_ours = inspect.isclass(value) and value.__module__.startswith("sdax")
-            entries[name] = class_members(value) if is_ours else None
+            if inspect.isclass(value) and value.__module__.startswith("sdax"):
+                entries[name] = {
+                    "members": class_members(value),
+                    "type_parameters": len(getattr(value, "__parameters__", ())),
+                }
+            else:
+                entries[name] = None
         found[module_name] = entries
     return found
 

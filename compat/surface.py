@@ -5,7 +5,8 @@
 Lists 0.7.2's public surface with list_surface.py, run in 0.7.2's own venv
 (compat/reference.py makes it on first use), then looks each item up in this
 project: every module name, and for every public class its methods,
-properties, class attributes and instance attributes. Imports from outside
+properties, class attributes and instance attributes, and that it takes as
+many type arguments (code written for 0.7.2 says `AsyncTask[Ctx, str]`). Imports from outside
 sdax (typing and the like) and TypeVars are not part of the surface. Prints
 what is missing and exits 1 if anything is. Two 0.7.2 internals (INTERNALS)
 are checked by name only.
@@ -64,27 +65,37 @@ def _self_assignments(cls: type) -> set[str]:
     }
 
 
-def missing(reference: dict[str, dict[str, list[str] | None]]) -> list[str]:
+Surface = dict[str, dict[str, dict[str, Any] | None]]
+
+
+def missing(reference: Surface) -> list[str]:
     lacking: list[str] = []
     for module_name, entries in reference.items():
         module = importlib.import_module(module_name)
-        for name, members in entries.items():
+        for name, details in entries.items():
             where = f"{module_name}.{name}"
             if not hasattr(module, name):
                 lacking.append(where)
-                continue
-            if not members or where in INTERNALS:
-                continue
-            ours: Any = getattr(module, name)
-            if not inspect.isclass(ours):
-                lacking.append(f"{where} (a {type(ours).__name__} here, a class in 0.7.2)")
-                continue
-            carried = instance_attributes(ours)
-            lacking.extend(
-                f"{where}.{member}"
-                for member in members
-                if not hasattr(ours, member) and member not in carried
-            )
+            elif details is not None and where not in INTERNALS:
+                lacking.extend(_class_lacks(where, getattr(module, name), details))
+    return lacking
+
+
+def _class_lacks(where: str, ours: Any, details: dict[str, Any]) -> list[str]:
+    if not inspect.isclass(ours):
+        return [f"{where} (a {type(ours).__name__} here, a class in 0.7.2)"]
+    carried = instance_attributes(ours)
+    lacking = [
+        f"{where}.{member}"
+        for member in details["members"]
+        if not hasattr(ours, member) and member not in carried
+    ]
+    arity = details["type_parameters"]
+    if arity:
+        try:
+            ours[(Any,) * arity]
+        except TypeError as error:
+            lacking.append(f"{where}[...] with {arity} type arguments ({error})")
     return lacking
 
 
@@ -96,7 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     [surface] = reference
     lacking = missing(surface)
     total = sum(
-        1 + len(members or ()) for entries in surface.values() for members in entries.values()
+        1 + len(details["members"]) + bool(details["type_parameters"]) if details else 1
+        for entries in surface.values()
+        for details in entries.values()
     )
     for item in lacking:
         print(f"missing: {item}")

@@ -194,11 +194,12 @@ class TaskAnalysis:
         )
 
 
-class TaskAnalyzer(Generic[K, Ctx]):
+class TaskAnalyzer(Generic[Ctx, K]):
     """Collects tasks and dependencies and analyses them, without building a processor.
 
-    Generic in the key type and the context type, so `TaskAnalyzer[str, Ctx]()`
-    works as it did in sdax 0.7.2; the parameters only inform type checkers.
+    Generic in the context type and the key type, in 0.7.2's order, so
+    `TaskAnalyzer[Ctx, str]()` works as it did there; the parameters only
+    inform type checkers.
     """
 
     __slots__ = ("_declarations", "_names")
@@ -210,7 +211,7 @@ class TaskAnalyzer(Generic[K, Ctx]):
     @classmethod
     def _sharing(
         cls, declarations: list[Declaration], names: set[Hashable]
-    ) -> TaskAnalyzer[K, Ctx]:
+    ) -> TaskAnalyzer[Ctx, K]:
         """An analyzer over a builder's own declarations: tasks added to either reach both."""
         analyzer = cls()
         analyzer._declarations, analyzer._names = declarations, names
@@ -228,7 +229,7 @@ class TaskAnalyzer(Generic[K, Ctx]):
 
     def add_task(
         self, task: AsyncTask[Any], depends_on: Iterable[Hashable] = ()
-    ) -> TaskAnalyzer[K, Ctx]:
+    ) -> TaskAnalyzer[Ctx, K]:
         """Add `task`, to start after the tasks named in `depends_on`."""
         _check_task(task)
         if task.name in self._names:

@@ -57,7 +57,7 @@ class AsyncDagTaskProcessorBuilder(Generic[T]):
         return self
 
     @property
-    def taskAnalyzer(self) -> TaskAnalyzer[Hashable, T]:
+    def taskAnalyzer(self) -> TaskAnalyzer[T, Hashable]:
         """0.7.2's analyzer of this builder: shares its tasks (adding to either adds to both)."""
         from sdax.analysis import TaskAnalyzer
 

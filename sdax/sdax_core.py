@@ -15,7 +15,7 @@ the coordinator actor runs the phases of a run and no phase objects exist:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from typing import Any, Generic, TypeVar
 
 from msgspec import Struct
@@ -28,17 +28,19 @@ from sdax.errors import SdaxExecutionError, flatten_exceptions
 from sdax.processor import AsyncDagTaskProcessor, AsyncPhaseRunner, AsyncTaskProcessor
 
 T = TypeVar("T")
+K = TypeVar("K", bound=Hashable)
 
 
-class AsyncTaskProcessorBuilder(ABC, Generic[T]):
+class AsyncTaskProcessorBuilder(ABC, Generic[T, K]):
     """A builder that declares tasks by level (0.7.2's abstract base of the level builder).
 
     `AsyncDagLevelAdapterBuilder` is registered as one, so
     `isinstance(AsyncTaskProcessor.builder(), AsyncTaskProcessorBuilder)` holds.
+    Generic in the context and key types, as in 0.7.2.
     """
 
     @abstractmethod
-    def add_task(self, task: AsyncTask[T], level: int) -> AsyncTaskProcessorBuilder[T]: ...
+    def add_task(self, task: AsyncTask[T], level: int) -> AsyncTaskProcessorBuilder[T, K]: ...
 
     @abstractmethod
     def build(self) -> AsyncDagTaskProcessor[T]: ...

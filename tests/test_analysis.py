@@ -591,7 +591,7 @@ def test_a_task_added_through_the_builders_analyzer_is_part_of_the_build() -> No
 
 
 def test_a_task_analyzer_checks_each_task_as_it_is_added() -> None:
-    analyzer = TaskAnalyzer[str, None]().add_task(make("A", "p"))
+    analyzer = TaskAnalyzer[None, str]().add_task(make("A", "p"))
     with pytest.raises(ValueError, match="duplicate task name 'A'"):
         analyzer.add_task(make("A", "c"))
     with pytest.raises(TypeError, match="takes an AsyncTask"):

@@ -136,10 +136,10 @@ def test_the_errors_are_exceptions_that_exception_groups_and_except_star_accept(
     assert issubclass(sdax.RetryableException, Exception)
 
 
-def test_task_analyzer_is_subscriptable_with_a_key_and_a_context_type() -> None:
+def test_task_analyzer_is_subscriptable_with_a_context_and_a_key_type() -> None:
     from sdax import AsyncTask, TaskAnalyzer
 
-    analysis = TaskAnalyzer[str, dict[str, int]]().add_task(AsyncTask[Any]("A")).analyze()
+    analysis = TaskAnalyzer[dict[str, int], str]().add_task(AsyncTask[Any]("A")).analyze()
     assert analysis.total_tasks == 1
 
 
@@ -188,7 +188,7 @@ def test_the_level_builder_is_an_async_task_processor_builder_as_in_0_7_2() -> N
     assert isinstance(AsyncTaskProcessor.builder(), AsyncTaskProcessorBuilder)
     assert not isinstance(AsyncTaskProcessor.graph_builder(), AsyncTaskProcessorBuilder)
 
-    class Incomplete(AsyncTaskProcessorBuilder[None]):
+    class Incomplete(AsyncTaskProcessorBuilder[None, str]):
         def build(self) -> Any:
             return None
 
@@ -211,15 +211,25 @@ def test_phase_context_is_the_phase_runner_and_phase_a_plain_record() -> None:
 def test_the_surface_check_reports_names_and_members_this_project_lacks() -> None:
     from compat.surface import missing
 
-    reference: dict[str, dict[str, list[str] | None]] = {
+    def cls(members: list[str], type_parameters: int = 0) -> dict[str, Any]:
+        return {"members": members, "type_parameters": type_parameters}
+
+    reference: dict[str, dict[str, dict[str, Any] | None]] = {
         "sdax": {
-            "AsyncTask": ["name", "pre_execute", "gone_member"],
+            "AsyncTask": cls(["name", "pre_execute", "gone_member"]),
+            "TaskFunction": cls(["call"], type_parameters=3),
             "task_func": None,
-            "GoneClass": ["x"],
+            "GoneClass": cls(["x"]),
         },
-        "sdax.sdax_core": {"PhaseContext": ["pre_started"], "AsyncPhaseRunner": ["run_next"]},
+        "sdax.sdax_core": {
+            "PhaseContext": cls(["pre_started"]),  # an internal: checked by name only
+            "AsyncPhaseRunner": cls(["run_next"], type_parameters=1),
+        },
     }
-    assert missing(reference) == ["sdax.AsyncTask.gone_member", "sdax.GoneClass"]
+    lacking = missing(reference)
+    assert lacking[0] == "sdax.AsyncTask.gone_member"
+    assert lacking[1].startswith("sdax.TaskFunction[...] with 3 type arguments")
+    assert lacking[2:] == ["sdax.GoneClass"]
 
 
 def test_the_surface_check_counts_attributes_set_on_self_and_declared_fields() -> None:
