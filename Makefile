@@ -64,3 +64,9 @@ bench-smoke: $(INSTALLED)
 bench-small: $(INSTALLED)
 	PYTHONPATH=. $(BIN)/python benchmarks/small_shapes.py --loop asyncio
 	PYTHONPATH=. $(BIN)/python benchmarks/small_shapes.py --loop uvloop
+
+# Drop-in check against the real sdax 0.7.2 (installed on first use in ~/.cache/sdax-compat).
+.PHONY: compat
+compat: $(INSTALLED)
+	$(BIN)/python -m compat.compare_analysis
+	$(BIN)/python -m compat.surface

@@ -17,6 +17,7 @@ from sdax.graph import Declaration, compile_graph, normalise_dependencies
 from sdax.observers import RunObserver
 
 if TYPE_CHECKING:
+    from sdax.analysis import TaskAnalyzer
     from sdax.processor import AsyncDagTaskProcessor
 
 T = TypeVar("T")
@@ -54,6 +55,13 @@ class AsyncDagTaskProcessorBuilder(Generic[T]):
         self._names.add(task.name)
         self._declarations.append((task, dependencies))
         return self
+
+    @property
+    def taskAnalyzer(self) -> TaskAnalyzer[T, Hashable]:
+        """0.7.2's analyzer of this builder: shares its tasks (adding to either adds to both)."""
+        from sdax.analysis import TaskAnalyzer
+
+        return TaskAnalyzer._sharing(self._declarations, self._names)
 
     def build(
         self, *, max_concurrency: int | None = None, observers: Sequence[RunObserver] = ()

@@ -1,14 +1,15 @@
 """Introspection: the plan a processor (or a TaskAnalyzer) exposes (SPEC §7).
 
-Waves are asserted as lists of (tasks, depends_on_tasks) sets. A PRE wave
-groups tasks with the same effective pre-dependencies (looking through join
-nodes and tasks without a pre_execute); a POST wave groups tasks with the same
-nearest dependents that have a post_execute. Where two waves could come in
-either order the test says so and compares them as a set.
+Waves are grouped as sdax 0.7.2 grouped them (compat/compare_analysis.py checks
+that on random graphs against 0.7.2 itself). A PRE wave groups tasks with the
+same effective pre-dependencies (looking through join nodes and tasks without a
+pre_execute); a POST wave groups tasks at the same distance from the last
+cleanups. Waves describe the plan only: a run never waits for a whole wave.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Hashable, Iterable
 from typing import Any
 
@@ -53,10 +54,6 @@ def analyse(declarations: Declarations) -> TaskAnalysis:
 
 def waves(graph: ExecutionGraph) -> WaveSets:
     return [(set(wave.tasks), set(wave.depends_on_tasks)) for wave in graph.waves]
-
-
-def as_set(wave_sets: WaveSets) -> set[tuple[frozenset[Hashable], frozenset[Hashable]]]:
-    return {(frozenset(tasks), frozenset(deps)) for tasks, deps in wave_sets}
 
 
 def assert_each_wave_depends_only_on_earlier_waves(graph: ExecutionGraph) -> None:
@@ -199,15 +196,23 @@ def service_graph() -> Declarations:
 def test_the_waves_of_a_mixed_graph_look_through_joins_and_partial_tasks() -> None:
     analysis = analyse(service_graph())
     pre = waves(analysis.pre_execute_graph)
-    # api and worker are independent waves of the same depth: either may come first.
-    assert pre[0] == ({"db", "cache"}, set())
-    assert as_set(pre[1:3]) == as_set([({"api"}, {"db", "cache"}), ({"worker"}, {"cache"})])
-    assert pre[3] == ({"report"}, {"api", "worker", "db"})
+    # api and worker are independent groups: api is met first in topological
+    # order, so it takes wave 1 and worker the next free number.
+    assert pre == [
+        ({"db", "cache"}, set()),
+        ({"api"}, {"db", "cache"}),
+        ({"worker"}, {"cache"}),
+        ({"report"}, {"api", "worker", "db"}),
+    ]
 
     post = waves(analysis.post_execute_graph)
-    assert post[0] == ({"report"}, set())
-    assert post[1] == ({"api", "audit"}, {"report"})
-    assert as_set(post[2:]) == as_set([({"cache"}, {"api", "report"}), ({"db"}, {"api", "audit"})])
+    assert post == [
+        ({"report"}, set()),
+        ({"api", "audit"}, {"report"}),
+        # Both two cleanups away from the last one; the wave waits for the
+        # nearest post dependents of either.
+        ({"cache", "db"}, {"api", "audit", "report"}),
+    ]
 
     assert_each_wave_depends_only_on_earlier_waves(analysis.pre_execute_graph)
     assert_each_wave_depends_only_on_earlier_waves(analysis.post_execute_graph)
@@ -340,3 +345,256 @@ def test_a_task_analyzer_rejects_a_cycle_and_a_missing_dependency() -> None:
     missing = analyzer_of([(make("A", "p"), ("Nowhere",))])
     with pytest.raises(ValueError, match=r"'A'.*'Nowhere'"):
         missing.analyze()
+
+
+# --------------------------------------------------------------------------- 0.7.2's grouping
+
+
+def two_chains() -> Declarations:
+    """Issue 19's example: A -> B -> D and C -> E -> F, each task with a pre and a post."""
+    return [
+        (make("A", "pc"), ()),
+        (make("B", "pc"), ("A",)),
+        (make("D", "pc"), ("B",)),
+        (make("C", "pc"), ()),
+        (make("E", "pc"), ("C",)),
+        (make("F", "pc"), ("E",)),
+    ]
+
+
+def exact(
+    graph: ExecutionGraph[Hashable],
+) -> list[tuple[int, tuple[Hashable, ...], tuple[Hashable, ...]]]:
+    return [(wave.wave_num, wave.tasks, wave.depends_on_tasks) for wave in graph.waves]
+
+
+def test_unrelated_chains_share_post_waves_by_distance_from_the_last_cleanups() -> None:
+    analysis = analyse(two_chains())
+    assert exact(analysis.post_execute_graph) == [
+        (0, ("D", "F"), ()),
+        (1, ("B", "E"), ("D", "F")),
+        (2, ("A", "C"), ("B", "E")),
+    ]
+
+
+def test_a_new_pre_group_takes_the_lowest_free_wave_number_above_its_dependencies() -> None:
+    analysis = analyse(two_chains())
+    assert exact(analysis.pre_execute_graph) == [
+        (0, ("A", "C"), ()),
+        (1, ("B",), ("A",)),
+        (2, ("E",), ("C",)),  # wave 1 is taken by B's group
+        (3, ("D",), ("B",)),
+        (4, ("F",), ("E",)),
+    ]
+
+
+def test_a_post_wave_ignores_post_tasks_beyond_the_nearest_ones() -> None:
+    analysis = analyse(
+        [
+            (make("A", "pc"), ()),
+            (make("B", "pc"), ("A",)),
+            (make("C", "pc"), ("B",)),
+            (make("S", "pc"), ("A",)),  # a short branch beside B -> C
+        ]
+    )
+    assert exact(analysis.post_execute_graph) == [
+        (0, ("C", "S"), ()),
+        (1, ("B",), ("C",)),
+        (2, ("A",), ("B", "S")),
+    ]
+
+
+def test_names_are_sorted_by_key_and_in_declaration_order_when_keys_do_not_compare() -> None:
+    analysis = analyse([(make("b", "pc"), ()), (make("a", "pc"), ())])
+    assert exact(analysis.pre_execute_graph) == [(0, ("a", "b"), ())]
+    mixed = analyse([(make("b", "pc"), ()), (make(1, "pc"), ()), (make(("t",), "pc"), ())])
+    assert exact(mixed.pre_execute_graph) == [(0, ("b", 1, ("t",)), ())]
+    assert mixed.pre_task_names == ("b", 1, ("t",))
+
+
+def test_level_barriers_do_not_stop_the_user_keys_from_being_sorted() -> None:
+    processor = (
+        AsyncDagTaskProcessor[None]
+        .builder()
+        .add_task(make("z", "pc"), depends_on=())
+        .add_task(make("y", "pc"), depends_on=())
+        .build()
+    )
+    from sdax import AsyncTaskProcessor
+
+    levels = (
+        AsyncTaskProcessor[None]
+        .builder()
+        .add_task(make("z", "pc"), 0)
+        .add_task(make("y", "pc"), 0)
+        .add_task(make("x", "pc"), 1)
+        .build()
+    )
+    assert exact(processor.analysis.pre_execute_graph) == [(0, ("y", "z"), ())]
+    assert exact(levels.analysis.pre_execute_graph) == [
+        (0, ("y", "z"), ()),
+        (1, ("x",), ("y", "z")),
+    ]
+    assert exact(levels.analysis.post_execute_graph) == [(0, ("x",), ()), (1, ("y", "z"), ("x",))]
+
+
+async def test_a_post_starts_before_the_rest_of_its_wave_is_due() -> None:
+    """Waves describe the plan: A's cleanup (wave 1) runs while D's (wave 0) still waits."""
+    a_cleaned = asyncio.Event()
+    order: list[str] = []
+
+    async def cleanup_d(ctx: None) -> None:
+        await a_cleaned.wait()  # would never return if A waited for its whole wave
+        order.append("D")
+
+    async def cleanup_a(ctx: None) -> None:
+        order.append("A")
+        a_cleaned.set()
+
+    async def record(ctx: None) -> None:
+        pass
+
+    def chain_task(key: str, cleanup: Any = record) -> AsyncTask[None]:
+        return AsyncTask(key, pre_execute=task_func(record), post_execute=task_func(cleanup))
+
+    processor = (
+        AsyncDagTaskProcessor[None]
+        .builder()
+        .add_task(chain_task("A", cleanup_a))
+        .add_task(chain_task("B"), depends_on=("A",))
+        .add_task(chain_task("C"))
+        .add_task(chain_task("D", cleanup_d), depends_on=("C",))
+        .build()
+    )
+    assert processor.analysis.post_wave_containing("D") == processor.analysis.post_wave_containing(
+        "B"
+    )
+    assert processor.analysis.post_wave_index_by_task["A"] == 1
+    await processor.process_tasks(None)
+    assert order == ["A", "D"]
+
+
+# --------------------------------------------------------------------------- 0.7.2's attributes
+
+
+def test_the_phase_name_lists_are_sorted_and_post_only_tasks_have_no_pre() -> None:
+    analysis = analyse(service_graph())
+    assert analysis.pre_task_names == ("api", "cache", "db", "report", "worker")
+    assert analysis.execute_task_names == ("report", "warm")
+    assert analysis.post_task_names == ("api", "audit", "cache", "db", "report")
+    assert analysis.post_only_task_names == ("audit",)
+
+
+def test_the_topological_order_puts_each_task_after_its_dependencies_ties_by_declaration() -> None:
+    analysis = analyse(service_graph())
+    assert analysis.topological_order == (
+        "db",
+        "cache",
+        "audit",
+        "ready",
+        "warm",
+        "api",
+        "worker",
+        "report",
+    )
+    reversed_declaration = analyse(list(reversed(service_graph())))
+    order = reversed_declaration.topological_order
+    for key, deps in reversed_declaration.dependencies.items():
+        assert all(order.index(dep) < order.index(key) for dep in deps)
+
+
+def test_wave_lookups_counts_and_consumers_describe_the_pre_waves() -> None:
+    analysis = analyse(service_graph())
+    assert analysis.max_pre_wave_num == 4  # 0.7.2's name for the number of waves
+    assert analysis.pre_root_wave_id == 0
+    assert dict(analysis.wave_index_by_task) == {
+        "db": 0,
+        "cache": 0,
+        "api": 1,
+        "worker": 2,
+        "report": 3,
+    }
+    assert analysis.wave_dep_count == (0, 2, 1, 3)
+    assert dict(analysis.task_to_consumer_waves) == {
+        "db": (1, 3),
+        "cache": (1, 2),
+        "api": (3,),
+        "worker": (3,),
+    }
+
+
+def test_wave_lookups_counts_and_consumers_describe_the_post_waves() -> None:
+    analysis = analyse(service_graph())
+    assert analysis.max_post_wave_num == 3
+    assert analysis.post_root_wave_id == 0
+    assert dict(analysis.post_wave_index_by_task) == {
+        "report": 0,
+        "api": 1,
+        "audit": 1,
+        "cache": 2,
+        "db": 2,
+    }
+    assert analysis.post_wave_dep_count == (0, 1, 3)
+    assert dict(analysis.post_task_to_consumer_waves) == {
+        "report": (1, 2),
+        "api": (2,),
+        "audit": (2,),
+    }
+
+
+def test_a_graph_without_pre_or_post_has_no_root_wave() -> None:
+    analysis = analyse([(make("A", "e"), ())])
+    assert (analysis.pre_root_wave_id, analysis.post_root_wave_id) == (None, None)
+    assert (analysis.max_pre_wave_num, analysis.max_post_wave_num) == (0, 0)
+    assert analysis.wave_dep_count == analysis.post_wave_dep_count == ()
+
+
+def test_the_analysis_is_read_only() -> None:
+    analysis = analyse(service_graph())
+    with pytest.raises(TypeError):
+        analysis.wave_index_by_task["db"] = 5  # type: ignore[index]
+    with pytest.raises(AttributeError):
+        analysis.pre_execute_graph.waves[0].tasks = ()  # type: ignore[misc]
+
+
+def test_the_analysis_classes_are_generic_in_the_key_type() -> None:
+    from sdax import ExecutionWave
+
+    wave = ExecutionWave[str](0, ("A",))
+    assert wave.depends_on_tasks == ()
+    assert ExecutionGraph[str](waves=(wave,)).wave_containing("A") is wave
+    assert TaskAnalysis[str] is not None
+
+
+# --------------------------------------------------------------------------- the builder's analyzer
+
+
+def test_the_builders_task_analyzer_sees_the_tasks_added_to_the_builder() -> None:
+    builder = AsyncDagTaskProcessor[None].builder()
+    for declared, depends_on in service_graph():
+        builder.add_task(declared, depends_on=depends_on)
+    analysis = builder.taskAnalyzer.analyze()
+    assert exact(analysis.post_execute_graph) == exact(builder.build().analysis.post_execute_graph)
+    assert list(builder.taskAnalyzer.tasks) == [declared.name for declared, _ in service_graph()]
+    assert builder.taskAnalyzer.dependencies["report"] == ("api", "worker", "audit")
+
+
+def test_a_task_added_through_the_builders_analyzer_is_part_of_the_build() -> None:
+    builder = AsyncDagTaskProcessor[None].builder().add_task(make("A", "p"))
+    builder.taskAnalyzer.add_task(make("B", "p"), depends_on=("A",))
+    assert exact(builder.build().analysis.pre_execute_graph) == [
+        (0, ("A",), ()),
+        (1, ("B",), ("A",)),
+    ]
+    with pytest.raises(ValueError, match="duplicate task name 'B'"):
+        builder.add_task(make("B", "p"))
+
+
+def test_a_task_analyzer_checks_each_task_as_it_is_added() -> None:
+    analyzer = TaskAnalyzer[None, str]().add_task(make("A", "p"))
+    with pytest.raises(ValueError, match="duplicate task name 'A'"):
+        analyzer.add_task(make("A", "c"))
+    with pytest.raises(TypeError, match="takes an AsyncTask"):
+        analyzer.add_task("A")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="bare str"):
+        analyzer.add_task(make("B", "p"), depends_on="A")

@@ -53,8 +53,17 @@ SURFACE: dict[str, list[str]] = {
         "TaskAnalyzer",
         "SdaxTaskGroup",
         "join",
+        "AsyncTaskProcessorBuilder",
+        "Phase",
+        "PhaseContext",
     ],
-    "sdax.sdax_task_analyser": ["TaskAnalyzer", "TaskAnalysis", "ExecutionGraph", "ExecutionWave"],
+    "sdax.sdax_task_analyser": [
+        "TaskAnalyzer",
+        "TaskAnalysis",
+        "ExecutionGraph",
+        "ExecutionWave",
+        "AsyncTask",
+    ],
     "sdax.tasks": [
         "AsyncTask",
         "TaskFunction",
@@ -127,10 +136,10 @@ def test_the_errors_are_exceptions_that_exception_groups_and_except_star_accept(
     assert issubclass(sdax.RetryableException, Exception)
 
 
-def test_task_analyzer_is_subscriptable_with_a_key_and_a_context_type() -> None:
+def test_task_analyzer_is_subscriptable_with_a_context_and_a_key_type() -> None:
     from sdax import AsyncTask, TaskAnalyzer
 
-    analysis = TaskAnalyzer[str, dict[str, int]]().add_task(AsyncTask[Any]("A")).analyze()
+    analysis = TaskAnalyzer[dict[str, int], str]().add_task(AsyncTask[Any]("A")).analyze()
     assert analysis.total_tasks == 1
 
 
@@ -171,3 +180,62 @@ async def test_task_function_call_passes_the_task_group_only_when_declared() -> 
     await task_func(plain).call("c", group)  # type: ignore[arg-type]
     await task_group_func(grouped).call("c", group)  # type: ignore[arg-type]
     assert seen == ["c", ("c", group)]
+
+
+def test_the_level_builder_is_an_async_task_processor_builder_as_in_0_7_2() -> None:
+    from sdax.sdax_core import AsyncTaskProcessor, AsyncTaskProcessorBuilder
+
+    assert isinstance(AsyncTaskProcessor.builder(), AsyncTaskProcessorBuilder)
+    assert not isinstance(AsyncTaskProcessor.graph_builder(), AsyncTaskProcessorBuilder)
+
+    class Incomplete(AsyncTaskProcessorBuilder[None, str]):
+        def build(self) -> Any:
+            return None
+
+    with pytest.raises(TypeError, match="add_task"):
+        Incomplete()  # type: ignore[abstract]
+
+
+def test_phase_context_is_the_phase_runner_and_phase_a_plain_record() -> None:
+    from sdax.sdax_core import AsyncPhaseRunner, Phase, PhaseContext, PhaseId
+
+    assert PhaseContext is AsyncPhaseRunner
+
+    async def run(ctx: object) -> PhaseId | None:
+        return None
+
+    phase = Phase(PhaseId.EXECUTE, run)
+    assert (phase.phase_id, phase.run) == (PhaseId.EXECUTE, run)
+
+
+def test_the_surface_check_reports_names_and_members_this_project_lacks() -> None:
+    from compat.surface import missing
+
+    def cls(members: list[str], type_parameters: int = 0) -> dict[str, Any]:
+        return {"members": members, "type_parameters": type_parameters}
+
+    reference: dict[str, dict[str, dict[str, Any] | None]] = {
+        "sdax": {
+            "AsyncTask": cls(["name", "pre_execute", "gone_member"]),
+            "TaskFunction": cls(["call"], type_parameters=3),
+            "task_func": None,
+            "GoneClass": cls(["x"]),
+        },
+        "sdax.sdax_core": {
+            "PhaseContext": cls(["pre_started"]),  # an internal: checked by name only
+            "AsyncPhaseRunner": cls(["run_next"], type_parameters=1),
+        },
+    }
+    lacking = missing(reference)
+    assert lacking[0] == "sdax.AsyncTask.gone_member"
+    assert lacking[1].startswith("sdax.TaskFunction[...] with 3 type arguments")
+    assert lacking[2:] == ["sdax.GoneClass"]
+
+
+def test_the_surface_check_counts_attributes_set_on_self_and_declared_fields() -> None:
+    from compat.surface import instance_attributes
+    from sdax.analysis import TaskAnalysis
+    from sdax.processor import AsyncDagTaskProcessor
+
+    assert {"wave_index_by_task", "topological_order"} <= instance_attributes(TaskAnalysis)
+    assert "_graph" in instance_attributes(AsyncDagTaskProcessor)
