@@ -34,7 +34,7 @@ Request = Callable[[], Awaitable[None]]
 
 async def floor_request() -> None:
     """The endpoint with each phase in its own Task, awaited directly: what Tasks alone cost."""
-    req = small_shapes.Request()
+    req = small_shapes.Ctx()
     start = asyncio.create_task
     try:
         await start(small_shapes.open_db(req))
