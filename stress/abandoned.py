@@ -12,7 +12,10 @@
   failures (the SdaxExecutionError, the RunTimeoutError's, or the
   CancelledError's `__context__`) and an "abandoned" entry of the
   RunReport; nothing is reported abandoned without a budget that could
-  run out; and no post starts once the budget has run out.
+  run out; and no post starts once the budget has run out. Where a
+  KeyboardInterrupt-style error ended the run (it propagates unchanged and
+  carries no failures), the RunReport of a ReportRecorder stands in for the
+  failures.
 
 Pure functions of the model, the plan and the folded log, used by
 stress.invariants.
@@ -120,10 +123,18 @@ class AbandonedCheck:
         phases: Phases,
         failures: SdaxExecutionError | None,
         known: bool,
+        recorded: RunReport | None = None,
     ) -> None:
         self.shape, self.plan, self.phases = shape, plan, phases
         self.known = known  # the failures were handed back: they can be checked
-        self.abandoned = abandoned_failures(failures) if known else {}
+        self.abandoned: dict[Where, list[BaseException]] = {}
+        if known:
+            self.abandoned = abandoned_failures(failures)
+        elif recorded is not None:
+            # A KeyboardInterrupt-style error propagates unchanged and carries no
+            # failures, but a ReportRecorder heard every abandonment all the same.
+            self.abandoned = reported_abandoned(shape, recorded)
+        self.checkable = known or recorded is not None  # is `abandoned` the whole story?
         self.problems: list[str] = []
 
     def check_failures(self) -> None:
@@ -136,6 +147,8 @@ class AbandonedCheck:
                     f"{name} reported abandoned, yet cleanup_budget="
                     f"{self.plan.options.cleanup_budget} cannot run out"
                 )
+            if not self.known:
+                continue  # taken from a report: no exception objects to look at
             error = leaves[0]
             if len(leaves) != 1 or phase != POST:
                 self.problems.append(f"{name}: abandoned, reported as {leaves}")
@@ -150,7 +163,7 @@ class AbandonedCheck:
     def check_cut_short(self) -> None:
         """A post the budget alone can have stopped is reported abandoned."""
         options = self.plan.options
-        if not self.known or not options.budget_may_expire or short(options.cleanup_timeout):
+        if not self.checkable or not options.budget_may_expire or short(options.cleanup_timeout):
             return  # a cut-off by cleanup_timeout is a TimeoutError instead
         for (key, phase), plog in self.phases.items():
             # Not if its own timeout may have stopped it, or a failing child (task group).
@@ -165,7 +178,7 @@ class AbandonedCheck:
     def check_owed(self, owed_not_run: Iterable[Hashable]) -> None:
         """Owed posts that never ran: with a budget that ran out, each reported skipped."""
         for key in owed_not_run:
-            if self.known and (key, POST) not in self.abandoned:
+            if self.checkable and (key, POST) not in self.abandoned:
                 self.problems.append(
                     f"{key!r} is owed cleanup, its post never ran, and it is not reported "
                     "as CleanupAbandonedError among the failures"
@@ -219,6 +232,17 @@ class AbandonedCheck:
             error = entry.error.type if entry.error is not None else None
             if not str(error).endswith("CleanupAbandonedError") or (entry.attempts > 0) != ran:
                 self.problems.append(f"{name[0]} {name[1]}: reported abandoned as {entry}")
+
+
+def reported_abandoned(shape: Shape, report: RunReport) -> dict[Where, list[BaseException]]:
+    """The (task, phase) pairs a RunReport lists as abandoned (no exception objects)."""
+    keys = {_label(key): key for key in shape.by_key}
+    return {
+        (keys[task.task], entry.phase): []
+        for task in report.tasks
+        for entry in task.phases
+        if entry.outcome == "abandoned" and task.task in keys
+    }
 
 
 def _label(key: Hashable) -> str:

@@ -134,7 +134,9 @@ class _Checker:
         self.ent = entitlements(shape, record.log, self.phases, self.deadline, budget)
         self.failures = failures_of(record.raised)
         known = failures_known(record.raised)
-        self.abandoned = AbandonedCheck(shape, record.plan, self.phases, self.failures, known)
+        self.abandoned = AbandonedCheck(
+            shape, record.plan, self.phases, self.failures, known, record.recorded
+        )
         self.skipped = skipped_posts(self.failures) if budget and known else set()
         cutoff = short(record.plan.options.cleanup_timeout)
         self.possible: dict[tuple[Hashable, str], set[Outcome]] = {}

@@ -12,7 +12,7 @@ from collections.abc import Hashable
 
 from sdax import RunTimeoutError, flatten_exceptions
 from stress import capacity
-from stress.abandoned import cleanup_notes
+from stress.abandoned import cleanup_notes, failures_known, reported_abandoned
 from stress.failures import failures_of
 from stress.faults import AFTER, BEGIN, END, FINISH, START, Ev
 from stress.invariants import RunRecord
@@ -36,6 +36,9 @@ def observations(shape: Shape, record: RunRecord) -> list[str]:
     if queued_pres(shape, log, started):
         notes.append("a pre released but never started (queued for a limit?) when the run stopped")
     notes += _thread_notes(log) + _limit_notes(shape, log) + _error_notes(record)
+    fatal_report = None if failures_known(record.raised) else record.recorded
+    if fatal_report is not None and reported_abandoned(shape, fatal_report):
+        notes.append("abandoned cleanup of a fatal run checked through its RunReport")
     return notes + cleanup_notes(log, fold(log, []), failures_of(record.raised))
 
 
