@@ -225,3 +225,54 @@ def test_check_job_timeout_compares_run_and_cleanup_with_arqs_in_progress_window
     assert SdaxWorker(build(), cleanup_budget=5.0).check_job_timeout(30)
     assert not SdaxWorker(build(), cleanup_budget=15.0).check_job_timeout(30)
     assert SdaxWorker(build(), cleanup_budget=15.0, timeout=10.0).check_job_timeout(30)
+
+
+class StubPool:
+    def __init__(self, log: list[str]) -> None:
+        self.log = log
+
+    async def close(self, close_connection_pool: bool = False) -> None:
+        self.log.append("arq pool closed")
+
+
+class CutShortWorker:
+    """Stands in for arq's Worker whose close() raised before calling on_shutdown.
+
+    Its run() starts one job, cancels it as arq's SIGTERM handler does, and
+    raises CancelledError with the job's cleanup still to run.
+    """
+
+    def __init__(self, sdax_worker: SdaxWorker[Job], log: list[str]) -> None:
+        self.sdax_worker = sdax_worker
+        self.loop = asyncio.new_event_loop()
+        self.ctx: dict[str, Any] = {}
+        self.tasks: dict[str, asyncio.Task[Any]] = {}
+        self.pool = StubPool(log)
+        self.job = Job(log, hold=asyncio.Event())
+
+    def run(self) -> None:
+        self.loop.run_until_complete(self.sdax_worker.on_startup(self.ctx))
+        running = self.loop.create_task(self.sdax_worker.run(job_ctx(self.ctx, "a"), self.job))
+        self.tasks["a"] = running
+        self.loop.run_until_complete(self.job.in_use.wait())
+        running.cancel()
+        raise asyncio.CancelledError  # what arq's close() lets out of Worker.run()
+
+
+def test_run_worker_finishes_a_shutdown_that_arq_cut_short(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    log: list[str] = []
+
+    async def close_pool(ctx: dict[str, Any]) -> None:
+        log.append("pool closed")
+
+    sdax_worker = SdaxWorker(build(), cleanup_budget=1.0, drain_budget=None, shutdown=close_pool)
+    stub = CutShortWorker(sdax_worker, log)
+    monkeypatch.setattr("sdax.integrations.arq.create_worker", lambda settings, **kw: stub)
+    try:
+        assert sdax_worker.run_worker({"functions": []}) is stub
+    finally:
+        stub.loop.close()
+    assert log == ["open", "close", "pool closed", "arq pool closed"]
+    assert sdax_worker.last_drain == DrainResult(drained=True, in_flight=0)

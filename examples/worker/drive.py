@@ -118,11 +118,12 @@ def redis_server(workdir: Path) -> Iterator[int]:
         log.close()
 
 
-def start_worker(name: str, port: int, workdir: Path) -> Worker:
+def start_worker(name: str, port: int, workdir: Path, completion_wait: int) -> Worker:
     env = {
         **os.environ,
         "SDAX_EXAMPLE_REDIS_PORT": str(port),
         "SDAX_EXAMPLE_LEDGER_DIR": str(workdir),
+        "SDAX_EXAMPLE_COMPLETION_WAIT": str(completion_wait),
     }
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [os.getcwd(), env.get("PYTHONPATH")]))
     log = open(workdir / f"{name}.log", "wb")  # noqa: SIM115 - the child holds it
@@ -216,7 +217,7 @@ async def drive(args: argparse.Namespace, workdir: Path, port: int) -> int:
         total = len(plan)
         began = time.monotonic()
 
-        first = start_worker("worker-1", port, workdir)
+        first = start_worker("worker-1", port, workdir, args.completion_wait)
         workers.append(first)
         await watch(redis, first, total, until=int(total * 0.4), limit_s=120)
         in_flight = len([k async for k in redis.scan_iter("arq:in-progress:*")])
@@ -229,8 +230,9 @@ async def drive(args: argparse.Namespace, workdir: Path, port: int) -> int:
         log = (workdir / "worker-1.log").read_text(errors="replace")
         check("shutdown on SIGTERM" in log, "worker-1 did not log arq's SIGTERM shutdown")
         cancelled = log.count("cancelled, will be run again")
+        rescued = "finishing the shutdown" in log
 
-        second = start_worker("worker-2", port, workdir)
+        second = start_worker("worker-2", port, workdir, args.completion_wait)
         workers.append(second)
         await watch(redis, second, total, until=total, limit_s=WAIT_ALL_S)
         elapsed = time.monotonic() - began
@@ -274,7 +276,7 @@ async def drive(args: argparse.Namespace, workdir: Path, port: int) -> int:
         rss = [rss_verdict(w) for w in workers]
         growth = rss[1][1] - rss[1][0]
         rows = [
-            ("jobs", f"{total} (seed {args.seed})"),
+            ("jobs", f"{total} (seed {args.seed}, job_completion_wait={args.completion_wait})"),
             (
                 "wall time, enqueue to last result",
                 f"{elapsed:.1f} s ({total / elapsed:.0f} jobs/s)",
@@ -282,6 +284,7 @@ async def drive(args: argparse.Namespace, workdir: Path, port: int) -> int:
             ("SIGTERM to worker-1", f"after {done_at_stop} jobs done, {in_flight} in flight"),
             ("worker-1 exit after SIGTERM", f"code {first_exit} in {stopped_in:.1f} s"),
             ("jobs arq cancelled at that shutdown (re-queued)", str(cancelled)),
+            ("worker-1 shutdown finished by SdaxWorker.run_worker", "yes" if rescued else "no"),
             *((f"outcome: {name}", str(count)) for name, count in sorted(outcomes.items())),
             ("jobs re-run after the SIGTERM", str(retried)),
             ("later tries that found the work committed", str(replays)),
@@ -316,6 +319,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--completion-wait", type=int, default=1, help="arq job_completion_wait (0: cancel at once)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, ledgers)")
     args = parser.parse_args()
     # A driver stopped from outside still stops its children (the finally blocks below).

@@ -16,7 +16,8 @@ one MULTI) after the run; a later try of a job already committed (arq
 re-runs a job cancelled at shutdown, which may have committed just before)
 returns the committed result instead of doing the work again.
 
-Settings come from the environment: SDAX_EXAMPLE_REDIS_PORT, SDAX_EXAMPLE_LEDGER_DIR.
+Settings come from the environment: SDAX_EXAMPLE_REDIS_PORT, SDAX_EXAMPLE_LEDGER_DIR,
+SDAX_EXAMPLE_COMPLETION_WAIT (arq's job_completion_wait, seconds).
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ from typing import Any
 
 from arq.connections import RedisSettings
 from arq.logs import default_log_config
-from arq.worker import run_worker
 
 from sdax import AsyncDagTaskProcessor, AsyncTask, task_func
 from sdax.integrations.arq import SdaxWorker
@@ -37,9 +37,10 @@ from sdax.integrations.arq import SdaxWorker
 HOST = "127.0.0.1"
 PORT = int(os.environ.get("SDAX_EXAMPLE_REDIS_PORT", "6379"))
 LEDGER_DIR = os.environ.get("SDAX_EXAMPLE_LEDGER_DIR", ".")
+COMPLETION_WAIT = int(os.environ.get("SDAX_EXAMPLE_COMPLETION_WAIT", "1"))
 
 JOB_TIMEOUT = 1.5  # arq cancels a job still running after this
-AUTH_TIMEOUT = 0.1  # the auth pre's own timeout (the "timeout" kind outlives it)
+AUTH_TIMEOUT = 0.5  # the auth pre's own timeout: an ok job's takes < 10 ms
 CLEANUP_BUDGET = 2.0  # bounds each run's posts, also under arq's cancellation
 MAX_TRIES = 5
 
@@ -166,13 +167,14 @@ class WorkerSettings:
     max_tries = MAX_TRIES
     keep_result = 3600
     poll_delay = 0.05
-    # On SIGTERM: stop taking jobs, give running ones 1 s, then cancel the rest
-    # (arq puts them back in the queue; their sdax cleanup runs first).
-    job_completion_wait = 1
+    # On SIGTERM: stop taking jobs, give running ones this long, then cancel the rest
+    # (arq puts them back in the queue; their sdax cleanup runs first). 0: cancel at once.
+    job_completion_wait = COMPLETION_WAIT
 
 
 assert sdax_worker.check_job_timeout(JOB_TIMEOUT)
 
 if __name__ == "__main__":
     logging.config.dictConfig(default_log_config(verbose=False))  # what `arq` the CLI does
-    run_worker(WorkerSettings)  # type: ignore[arg-type]
+    # Not arq.worker.run_worker: this one also finishes a shutdown that arq's close() cut short.
+    sdax_worker.run_worker(WorkerSettings)  # type: ignore[arg-type]

@@ -38,6 +38,11 @@ The contract, against arq's own lifecycle (checked on arq 0.28):
   records in `last_drain` what was left, and only then runs `shutdown(ctx)`
   (close the pool), so no cleanup ever uses a closed pool unless the budget
   ran out. Then arq closes its redis pool and the loop stops.
+- `run_worker(WorkerSettings)` starts the worker as `arq.worker.run_worker`
+  does, and finishes the shutdown itself when arq's `close()` was cut
+  short before it called `on_shutdown` (it can be, see `run_worker`).
+  Start workers with it (`python -m yourmodule`) rather than the `arq`
+  command line, which cannot do that.
 
 Budgets. arq marks a running job "in progress" for its job timeout plus
 10 s; a job still cleaning up after that can be started again by another
@@ -52,6 +57,7 @@ finish. Needs the `arq` extra.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 from collections.abc import Awaitable, Callable
@@ -59,7 +65,8 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 try:
-    from arq.worker import Retry
+    from arq.typing import WorkerSettingsType
+    from arq.worker import Retry, Worker, create_worker
 except ImportError as error:  # pragma: no cover - exercised with arq hidden
     raise ImportError(
         "sdax.integrations.arq needs arq: pip install 'sdax[arq]' "
@@ -133,6 +140,7 @@ class SdaxWorker(Generic[T]):
         self._shutdown = shutdown
         self._processor: AsyncTaskProcessor[T] | None = None
         self.last_drain: DrainResult | None = None
+        self._shutdown_started = False
 
     @property
     def processor(self) -> AsyncTaskProcessor[T]:
@@ -174,6 +182,7 @@ class SdaxWorker(Generic[T]):
 
     async def on_shutdown(self, ctx: Ctx) -> DrainResult:
         """arq's on_shutdown: drain the processor within `drain_budget`, then `shutdown(ctx)`."""
+        self._shutdown_started = True
         try:
             if self._processor is not None:
                 await self._processor.drain(timeout=self.drain_budget)
@@ -192,6 +201,38 @@ class SdaxWorker(Generic[T]):
             if self._shutdown is not None:
                 await self._shutdown(ctx)
         return self.last_drain
+
+    def run_worker(self, settings: WorkerSettingsType, **kwargs: Any) -> Worker:
+        """`arq.worker.run_worker`, and then `on_shutdown` if arq's close() was cut short.
+
+        arq 0.28's `Worker.close()` awaits its job tasks with a `gather` that
+        raises as soon as one of them ended cancelled: a SIGTERM that lands
+        while a job is being fetched or its result written (outside the job
+        function, which turns a cancellation into a retry). `close()` then
+        skips `on_shutdown`, the worker exits with a traceback, and runs
+        still in their cleanup are left behind. Here, on that same loop:
+        wait for arq's job tasks (within `drain_budget`), run `on_shutdown`
+        (drain, then `shutdown(ctx)`), close arq's redis pool, and return.
+        """
+        worker = create_worker(settings, **kwargs)
+        try:
+            worker.run()
+        except asyncio.CancelledError:
+            if self._shutdown_started:
+                raise
+            _log.warning(
+                "arq's Worker.close() ended early (a job task was cancelled outside its job);"
+                " finishing the shutdown: job tasks, drain, on_shutdown, redis pool"
+            )
+            worker.loop.run_until_complete(self._finish_shutdown(worker))
+        return worker
+
+    async def _finish_shutdown(self, worker: Worker) -> None:
+        pending = [task for task in worker.tasks.values() if not task.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=self.drain_budget)
+        await self.on_shutdown(worker.ctx)
+        await worker.pool.close(close_connection_pool=True)
 
 
 __all__ = ["ARQ_IN_PROGRESS_MARGIN", "DrainResult", "SdaxWorker"]
