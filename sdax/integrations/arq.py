@@ -15,6 +15,9 @@
         job_timeout = 30
         job_completion_wait = 20
 
+    if __name__ == "__main__":
+        sdax_worker.run_worker(WorkerSettings)
+
 The contract, against arq's own lifecycle (checked on arq 0.28):
 
 - `on_startup(ctx)` runs `startup(ctx)` (open what the runs share: a pool),
@@ -44,8 +47,8 @@ The contract, against arq's own lifecycle (checked on arq 0.28):
   Start workers with it (`python -m yourmodule`) rather than the `arq`
   command line, which cannot do that.
 
-Budgets. arq marks a running job "in progress" for its job timeout plus
-10 s; a job still cleaning up after that can be started again by another
+Budgets. arq marks a running job "in progress" for the worker's longest
+job timeout plus 10 s; a job still cleaning up after that can be started again by another
 worker. Keep `timeout` + `cleanup_budget` under `job_timeout` + 10 s
 (`check_job_timeout` says whether it is). A cancelled job takes up to
 `cleanup_budget` to end, and arq's `close()` waits for it without a bound
