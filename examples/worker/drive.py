@@ -31,6 +31,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 from arq import create_pool
 from arq.connections import ArqRedis, RedisSettings
@@ -90,32 +91,35 @@ def stop(process: subprocess.Popen[bytes], timeout: float = 15.0) -> int:
     return process.returncode
 
 
+def start_redis(binary: str, workdir: Path, log: IO[bytes]) -> tuple[subprocess.Popen[bytes], int]:
+    """A listening redis-server on a free port; a port taken meanwhile means another try."""
+    for _ in range(3):
+        port = free_port()
+        server = subprocess.Popen(
+            [binary, "--bind", "127.0.0.1", "--port", str(port), "--dir", str(workdir),
+             "--save", "", "--appendonly", "no", "--protected-mode", "yes", "--daemonize", "no"],
+            stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        deadline = time.monotonic() + 10
+        while server.poll() is None and time.monotonic() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+                return server, port
+            time.sleep(0.05)
+        stop(server)
+    raise CheckFailed(f"redis-server did not start: {(workdir / 'redis.log').read_text()}")
+
+
 @contextlib.contextmanager
 def redis_server(workdir: Path) -> Iterator[int]:
     binary = shutil.which("redis-server")
     check(binary is not None, "redis-server is not installed (make integration-worker installs it)")
     assert binary is not None
-    port = free_port()
-    log = open(workdir / "redis.log", "wb")  # noqa: SIM115 - closed below
-    server = subprocess.Popen(
-        [binary, "--bind", "127.0.0.1", "--port", str(port), "--dir", str(workdir),
-         "--save", "", "--appendonly", "no", "--protected-mode", "yes", "--daemonize", "no"],
-        stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
-                break
-            check(
-                server.poll() is None, f"redis-server exited: {(workdir / 'redis.log').read_text()}"
-            )
-            check(time.monotonic() < deadline, "redis-server did not listen within 10 s")
-            time.sleep(0.05)
-        yield port
-    finally:
-        stop(server)
-        log.close()
+    with open(workdir / "redis.log", "wb") as log:
+        server, port = start_redis(binary, workdir, log)
+        try:
+            yield port
+        finally:
+            stop(server)
 
 
 def start_worker(name: str, port: int, workdir: Path, completion_wait: int) -> Worker:
