@@ -213,111 +213,130 @@ def rss_verdict(worker: Worker) -> tuple[float, float, float]:
     return start, samples[-1][2], max(mib for _, _, mib in samples)
 
 
-async def drive(args: argparse.Namespace, workdir: Path, port: int) -> int:
+Rows = list[tuple[str, str]]  # the summary table, filled in as the run goes
+
+
+async def run_the_workers(
+    args: argparse.Namespace,
+    redis: ArqRedis,
+    total: int,
+    workdir: Path,
+    port: int,
+    workers: list[Worker],
+    rows: Rows,
+) -> None:
+    """Worker-1 until 40% of the jobs are done, SIGTERM, worker-2 until all are."""
+    began = time.monotonic()
+    first = start_worker("worker-1", port, workdir, args.completion_wait)
+    workers.append(first)
+    await watch(redis, first, total, until=int(total * 0.4), limit_s=120)
+    in_flight = len([key async for key in redis.scan_iter("arq:in-progress:*")])
+    check(in_flight > 0, "no job was in flight at the SIGTERM: the run tested nothing")
+    sigterm_at = time.monotonic()
+    first_exit = await asyncio.to_thread(stop, first.process, 30.0)
+    stopped_in = time.monotonic() - sigterm_at
+    rows.append(("SIGTERM to worker-1", f"with {in_flight} jobs in flight"))
+    rows.append(("worker-1 exit after SIGTERM", f"code {first_exit} in {stopped_in:.1f} s"))
+    check(first_exit == 0, f"worker-1 exited with {first_exit} after SIGTERM")
+    log = (workdir / "worker-1.log").read_text(errors="replace")
+    check("shutdown on SIGTERM" in log, "worker-1 did not log arq's SIGTERM shutdown")
+    rows.append(("jobs done when worker-1 had stopped", str(await finished(redis, total))))
+    cancelled = log.count("cancelled, will be run again")
+    rows.append(("jobs arq cancelled at that shutdown (re-queued)", str(cancelled)))
+    rescued = "finishing the shutdown" in log
+    rows.append(("worker-1 shutdown finished by SdaxWorker.run_worker", "yes" if rescued else "no"))
+
+    second = start_worker("worker-2", port, workdir, args.completion_wait)
+    workers.append(second)
+    await watch(redis, second, total, until=total, limit_s=WAIT_ALL_S)
+    elapsed = time.monotonic() - began
+    rate = f"{elapsed:.1f} s ({total / elapsed:.0f} jobs/s)"
+    rows.append(("wall time, first worker start to last result", rate))
+    second_exit = await asyncio.to_thread(stop, second.process, 30.0)
+    check(second_exit == 0, f"worker-2 exited with {second_exit} after SIGTERM")
+
+
+async def check_results(redis: ArqRedis, plan: dict[int, str], rows: Rows) -> None:
+    """Every job has a result with its kind's outcome; successes committed exactly once."""
+    outcomes: collections.Counter[str] = collections.Counter()
+    wrong: list[str] = []
+    retried = 0
+    for n, kind in plan.items():
+        info = await Job(f"job-{n:05d}", redis).result_info()
+        if info is None:
+            wrong.append(f"job {n} ({kind}): no result")
+            continue
+        problem = expected(kind, info.success, info.result)
+        if problem:
+            wrong.append(f"job {n} ({kind}): {problem}")
+        outcomes[f"{kind} {'ok' if info.success else 'failed'}"] += 1
+        retried += info.job_try > (2 if kind == "flaky" else 1)
+    rows.extend((f"outcome: {name}", str(count)) for name, count in sorted(outcomes.items()))
+    rows.append(("jobs run again after the SIGTERM", str(retried)))
+    check(not wrong, f"{len(wrong)} job(s) lost or wrong: {wrong[:10]}")
+
+    successes = {int(k): int(v) for k, v in (await redis.hgetall("example:successes")).items()}
+    replays = int(await redis.get("example:replays") or 0)
+    rows.append(("later tries that found the work committed", str(replays)))
+    twice = {n: count for n, count in successes.items() if count != 1}
+    check(not twice, f"work committed more than once: {twice}")
+    should = {n for n, kind in plan.items() if kind in ("ok", "flaky")}
+    check(set(successes) == should, "committed successes differ from the jobs that succeed")
+
+
+def check_ledger(workdir: Path, total: int, rows: Rows) -> None:
+    """Every connection a job opened was closed: in all, and per job and try."""
+    counts, unmatched = read_ledger(workdir)
+    rows.append(("connections opened / closed", f"{counts['open']} / {counts['close']}"))
+    check(counts["open"] == counts["close"], f"opened {counts['open']} != closed {counts['close']}")
+    check(not unmatched, f"connections not closed: {unmatched[:10]}")
+    check(counts["open"] >= total, f"only {counts['open']} connections opened for {total} jobs")
+
+
+async def check_drains(redis: ArqRedis, rows: Rows) -> None:
+    """Both workers reached on_shutdown, and their drains found no run left."""
+    drains = {k.decode(): v.decode() for k, v in (await redis.hgetall("example:drain")).items()}
+    for pid, verdict in sorted(drains.items()):
+        drained, left = verdict.split()
+        rows.append((f"drain of worker pid {pid}", f"drained={drained} left={left}"))
+    check(len(drains) == 2, f"each worker reports its drain: {drains}")
+    check(all(v == "True 0" for v in drains.values()), f"a drain left runs behind: {drains}")
+
+
+def check_rss(workers: list[Worker], rows: Rows) -> None:
+    """Worker-2, which runs to the end, grows at most RSS_TOLERANCE_MIB after warm-up."""
+    for worker in workers:
+        warm, end, peak = rss_verdict(worker)
+        figures = f"{warm:.1f} / {end:.1f} / {peak:.1f} MiB ({len(worker.rss)} samples)"
+        rows.append((f"{worker.name} RSS after warm-up / end / peak", figures))
+    rows.append(("RSS tolerance (worker-2, end - after warm-up)", f"<= {RSS_TOLERANCE_MIB} MiB"))
+    warm, end, _ = rss_verdict(workers[1])
+    check(end - warm <= RSS_TOLERANCE_MIB, f"worker-2 RSS grew {end - warm:.1f} MiB after warm-up")
+
+
+async def drive(args: argparse.Namespace, workdir: Path, port: int, rows: Rows) -> None:
     redis = await create_pool(RedisSettings(host="127.0.0.1", port=port))
     workers: list[Worker] = []
     try:
         await redis.flushdb()
         plan = await enqueue(redis, args.jobs, args.seed)
-        total = len(plan)
-        began = time.monotonic()
-
-        first = start_worker("worker-1", port, workdir, args.completion_wait)
-        workers.append(first)
-        await watch(redis, first, total, until=int(total * 0.4), limit_s=120)
-        in_flight = len([k async for k in redis.scan_iter("arq:in-progress:*")])
-        check(in_flight > 0, "no job was in flight at the SIGTERM: the run tested nothing")
-        sigterm_at = time.monotonic()
-        first_exit = await asyncio.to_thread(stop, first.process, 30.0)
-        stopped_in = time.monotonic() - sigterm_at
-        check(first_exit == 0, f"worker-1 exited with {first_exit} after SIGTERM")
-        done_at_stop = await finished(redis, total)
-        log = (workdir / "worker-1.log").read_text(errors="replace")
-        check("shutdown on SIGTERM" in log, "worker-1 did not log arq's SIGTERM shutdown")
-        cancelled = log.count("cancelled, will be run again")
-        rescued = "finishing the shutdown" in log
-
-        second = start_worker("worker-2", port, workdir, args.completion_wait)
-        workers.append(second)
-        await watch(redis, second, total, until=total, limit_s=WAIT_ALL_S)
-        elapsed = time.monotonic() - began
-        second_exit = await asyncio.to_thread(stop, second.process, 30.0)
-        check(second_exit == 0, f"worker-2 exited with {second_exit} after SIGTERM")
-
-        outcomes: collections.Counter[str] = collections.Counter()
-        wrong: list[str] = []
-        retried = 0
-        for n, kind in plan.items():
-            info = await Job(f"job-{n:05d}", redis).result_info()
-            if info is None:
-                wrong.append(f"job {n} ({kind}): no result")
-                continue
-            problem = expected(kind, info.success, info.result)
-            if problem:
-                wrong.append(f"job {n} ({kind}): {problem}")
-            outcomes[f"{kind} {'ok' if info.success else 'failed'}"] += 1
-            retried += info.job_try > (2 if kind == "flaky" else 1)
-        check(not wrong, f"{len(wrong)} job(s) lost or wrong: {wrong[:10]}")
-
-        successes = {int(k): int(v) for k, v in (await redis.hgetall("example:successes")).items()}
-        twice = {n: c for n, c in successes.items() if c != 1}
-        check(not twice, f"work committed more than once: {twice}")
-        should = {n for n, kind in plan.items() if kind in ("ok", "flaky")}
-        check(set(successes) == should, "committed successes differ from the jobs that succeed")
-        replays = int(await redis.get("example:replays") or 0)
-
-        counts, unmatched = read_ledger(workdir)
-        check(
-            counts["open"] == counts["close"],
-            f"opened {counts['open']} != closed {counts['close']}",
-        )
-        check(not unmatched, f"connections not closed: {unmatched[:10]}")
-        check(counts["open"] >= total, f"only {counts['open']} connections opened for {total} jobs")
-
-        drains = {k.decode(): v.decode() for k, v in (await redis.hgetall("example:drain")).items()}
-        check(len(drains) == 2, f"each worker reports its drain: {drains}")
-        check(all(v == "True 0" for v in drains.values()), f"a drain left runs behind: {drains}")
-
-        rss = [rss_verdict(w) for w in workers]
-        growth = rss[1][1] - rss[1][0]
-        rows = [
-            ("jobs", f"{total} (seed {args.seed}, job_completion_wait={args.completion_wait})"),
-            (
-                "wall time, enqueue to last result",
-                f"{elapsed:.1f} s ({total / elapsed:.0f} jobs/s)",
-            ),
-            ("SIGTERM to worker-1", f"after {done_at_stop} jobs done, {in_flight} in flight"),
-            ("worker-1 exit after SIGTERM", f"code {first_exit} in {stopped_in:.1f} s"),
-            ("jobs arq cancelled at that shutdown (re-queued)", str(cancelled)),
-            ("worker-1 shutdown finished by SdaxWorker.run_worker", "yes" if rescued else "no"),
-            *((f"outcome: {name}", str(count)) for name, count in sorted(outcomes.items())),
-            ("jobs re-run after the SIGTERM", str(retried)),
-            ("later tries that found the work committed", str(replays)),
-            ("connections opened / closed", f"{counts['open']} / {counts['close']}"),
-        ]
-        for pid, verdict in sorted(drains.items()):
-            drained, left = verdict.split()
-            rows.append((f"drain of worker pid {pid}", f"drained={drained} left={left}"))
-        for worker, (warm, end, peak) in zip(workers, rss, strict=True):
-            rows.append(
-                (
-                    f"{worker.name} RSS after warm-up / end / peak",
-                    f"{warm:.1f} / {end:.1f} / {peak:.1f} MiB ({len(worker.rss)} samples)",
-                )
-            )
-        rows.append(
-            ("RSS tolerance (worker-2, end - after warm-up)", f"<= {RSS_TOLERANCE_MIB} MiB")
-        )
-        width = max(len(name) for name, _ in rows)
-        for name, value in rows:
-            print(f"{name:<{width}}  {value}")
-        check(growth <= RSS_TOLERANCE_MIB, f"worker-2 RSS grew {growth:.1f} MiB after warm-up")
-        print("all checks passed")
-        return 0
+        setting = f"seed {args.seed}, job_completion_wait={args.completion_wait}"
+        rows.append(("jobs", f"{len(plan)} ({setting})"))
+        await run_the_workers(args, redis, len(plan), workdir, port, workers, rows)
+        await check_results(redis, plan, rows)
+        check_ledger(workdir, len(plan), rows)
+        await check_drains(redis, rows)
+        check_rss(workers, rows)
     finally:
         for worker in workers:
             stop(worker.process)
         await redis.aclose()
+
+
+def print_rows(rows: Rows) -> None:
+    width = max((len(name) for name, _ in rows), default=0)
+    for name, value in rows:
+        print(f"{name:<{width}}  {value}")
 
 
 def main() -> int:
@@ -332,10 +351,15 @@ def main() -> int:
     # A driver stopped from outside still stops its children (the finally blocks below).
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     workdir = Path(tempfile.mkdtemp(prefix="sdax-worker-"))
+    rows: Rows = []
     try:
         with redis_server(workdir) as port:
-            return asyncio.run(drive(args, workdir, port))
+            asyncio.run(drive(args, workdir, port, rows))
+        print_rows(rows)
+        print("all checks passed")
+        return 0
     except CheckFailed as failed:
+        print_rows(rows)
         print(f"FAILED: {failed}", file=sys.stderr)
         for log in sorted(workdir.glob("worker-*.log")):
             tail = log.read_text(errors="replace").splitlines()[-15:]
