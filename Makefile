@@ -70,3 +70,16 @@ bench-small: $(INSTALLED)
 compat: $(INSTALLED)
 	$(BIN)/python -m compat.compare_analysis
 	$(BIN)/python -m compat.surface
+
+# The arq worker on a real redis-server (examples/worker/, issue 17): 2,000 jobs with
+# faults, a SIGTERM mid-way and a restart, every job checked; once with arq's
+# job_completion_wait at 1 s, once at 0 (arq's default: the SIGTERM cancels every job).
+# Needs root for apt-get when redis-server is missing; each run starts its own server
+# on 127.0.0.1 on a free port, as a child, and stops it.
+.PHONY: integration-worker
+integration-worker: $(INSTALLED)
+	command -v redis-server >/dev/null 2>&1 || \
+	  (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[examples]'
+	PYTHONPATH=. timeout 300 $(BIN)/python -m examples.worker.drive --completion-wait 1 $(WORKER_ARGS)
+	PYTHONPATH=. timeout 300 $(BIN)/python -m examples.worker.drive --completion-wait 0 $(WORKER_ARGS)

@@ -1,4 +1,4 @@
-"""Optional glue for where sdax runs: ASGI services and metrics backends.
+"""Optional glue for where sdax runs: ASGI services, arq workers, metrics backends.
 
 Each module imports its third-party package only when it is imported itself;
 `import sdax` imports none of them.
