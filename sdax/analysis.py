@@ -25,12 +25,12 @@ from typing import Any, Generic, TypeVar
 
 from msgspec import Struct
 
+from sdax._generic import K, KeyDefault
 from sdax.builders import _check_task
 from sdax.declarations import AsyncTask
 from sdax.errors import count_noun
 from sdax.graph import Declaration, TaskGraph, compile_graph, normalise_dependencies
 
-K = TypeVar("K", bound=Hashable)
 Ctx = TypeVar("Ctx")
 
 
@@ -194,12 +194,12 @@ class TaskAnalysis:
         )
 
 
-class TaskAnalyzer(Generic[Ctx, K]):
+class TaskAnalyzer(KeyDefault, Generic[Ctx, K]):
     """Collects tasks and dependencies and analyses them, without building a processor.
 
     Generic in the context type and the key type, in 0.7.2's order, so
-    `TaskAnalyzer[Ctx, str]()` works as it did there; the parameters only
-    inform type checkers.
+    `TaskAnalyzer[Ctx, str]()` works as it did there (and `TaskAnalyzer[Ctx]()`,
+    key Hashable); the parameters only inform type checkers.
     """
 
     __slots__ = ("_declarations", "_names")

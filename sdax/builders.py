@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar
 
 from msgspec import Struct
 
+from sdax._generic import K, KeyDefault
 from sdax.declarations import AsyncTask
 from sdax.graph import Declaration, compile_graph, normalise_dependencies
 from sdax.observers import RunObserver
@@ -39,14 +40,17 @@ LevelKey = Hashable
 """A key in a level-built graph: the user's task names plus `LevelBarrier` join nodes."""
 
 
-class AsyncDagTaskProcessorBuilder(Generic[T]):
-    """Declares tasks and their dependencies, then builds a processor."""
+class AsyncDagTaskProcessorBuilder(KeyDefault, Generic[T, K]):
+    """Declares tasks and their dependencies, then builds a processor.
+
+    Generic in the context and, as in 0.7.2, the key type (defaults to Hashable).
+    """
 
     def __init__(self) -> None:
         self._declarations: list[Declaration] = []
         self._names: set[Hashable] = set()
 
-    def add_task(self, task: AsyncTask[T], depends_on: Iterable[Hashable] = ()) -> Self:
+    def add_task(self, task: AsyncTask[T, K], depends_on: Iterable[Hashable] = ()) -> Self:
         """Add `task`, to start after the tasks named in `depends_on`."""
         _check_task(task)
         if task.name in self._names:
@@ -57,7 +61,7 @@ class AsyncDagTaskProcessorBuilder(Generic[T]):
         return self
 
     @property
-    def taskAnalyzer(self) -> TaskAnalyzer[T, Hashable]:
+    def taskAnalyzer(self) -> TaskAnalyzer[T, K]:
         """0.7.2's analyzer of this builder: shares its tasks (adding to either adds to both)."""
         from sdax.analysis import TaskAnalyzer
 
@@ -65,7 +69,7 @@ class AsyncDagTaskProcessorBuilder(Generic[T]):
 
     def build(
         self, *, max_concurrency: int | None = None, observers: Sequence[RunObserver] = ()
-    ) -> AsyncDagTaskProcessor[T]:
+    ) -> AsyncDagTaskProcessor[T, K]:
         """Validate the graph and return an immutable, reusable processor.
 
         `max_concurrency` caps how many pre_execute and execute functions of

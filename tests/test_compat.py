@@ -239,3 +239,98 @@ def test_the_surface_check_counts_attributes_set_on_self_and_declared_fields() -
 
     assert {"wave_index_by_task", "topological_order"} <= instance_attributes(TaskAnalysis)
     assert "_graph" in instance_attributes(AsyncDagTaskProcessor)
+
+
+def test_generic_classes_take_one_type_argument_or_0_7_2s_two() -> None:
+    """0.7.2's README writes `AsyncDagTaskProcessor[Ctx]`; its code declared (Ctx, key)."""
+    from collections.abc import Hashable
+
+    from sdax import AsyncDagTaskProcessor, AsyncDagTaskProcessorBuilder, AsyncTaskProcessor
+    from sdax.sdax_core import AsyncPhaseRunner, TaskAnalyzer
+
+    for cls in (
+        sdax.AsyncTask,
+        AsyncDagTaskProcessor,
+        AsyncDagTaskProcessorBuilder,
+        AsyncTaskProcessor,
+        AsyncPhaseRunner,
+        TaskAnalyzer,
+    ):
+        assert cls[int].__args__ == (int, Hashable)  # type: ignore[attr-defined]
+        assert cls[int, str].__args__ == (int, str)  # type: ignore[attr-defined]
+        with pytest.raises(TypeError):
+            cls[int, str, str]
+    task = sdax.AsyncTask[dict[str, int], str]("A")
+    built = AsyncDagTaskProcessor[dict[str, int], str].builder().add_task(task).build()
+    assert built.analysis.total_tasks == 1
+    assert TaskAnalyzer[dict[str, int], str]().add_task(task).analyze().total_tasks == 1
+    assert TaskAnalyzer[dict[str, int]]().add_task(task).analyze().total_tasks == 1
+
+
+async def test_the_phase_runner_names_its_context_and_processor_as_0_7_2s_did() -> None:
+    from sdax import AsyncDagTaskProcessor, AsyncTask, task_func
+
+    async def step(ctx: list[str]) -> None:
+        ctx.append("ran")
+
+    processor = (
+        AsyncDagTaskProcessor[list[str]]
+        .builder()
+        .add_task(AsyncTask("A", execute=task_func(step)))
+        .build()
+    )
+    ctx: list[str] = []
+    async with processor.open(ctx) as runner:
+        assert runner.ctx is ctx
+        assert runner.processor is processor
+        while await runner.run_next():
+            pass
+    assert ctx == ["ran"]
+
+
+def test_code_with_0_7_2s_two_type_arguments_passes_mypy_strict(tmp_path: Any) -> None:
+    import subprocess
+    import sys
+
+    script = tmp_path / "two_parameters.py"
+    script.write_text(
+        """
+from dataclasses import dataclass
+
+from sdax import AsyncDagTaskProcessor, AsyncTask, task_func
+from sdax.sdax_core import AsyncPhaseRunner
+from sdax.sdax_task_analyser import TaskAnalyzer
+
+
+@dataclass
+class Ctx:
+    n: int = 0
+
+
+async def bump(ctx: Ctx) -> None:
+    ctx.n += 1
+
+
+keyed: AsyncTask[Ctx, str] = AsyncTask("A", execute=task_func(bump))
+one: AsyncDagTaskProcessor[Ctx] = AsyncDagTaskProcessor[Ctx].builder().add_task(keyed).build()
+two: AsyncDagTaskProcessor[Ctx, str] = (
+    AsyncDagTaskProcessor[Ctx, str].builder().add_task(keyed).build()
+)
+analysis = TaskAnalyzer[Ctx, str]().add_task(keyed).analyze()
+
+
+async def run(ctx: Ctx) -> None:
+    runner: AsyncPhaseRunner[Ctx, str]
+    async with two.open(ctx) as runner:
+        await runner.run_next()
+""",
+        encoding="utf-8",
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", str(script)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout
