@@ -26,6 +26,7 @@ from sdax import (
     task_func,
 )
 from sdax.analysis import ExecutionGraph
+from sdax.plan_data import wave_lines
 from sdax.timeline import render_gantt
 
 
@@ -139,9 +140,7 @@ async def serve(endpoint: AsyncDagTaskProcessor[Request], req: Request) -> RunRe
 
 
 def _print_waves(graph: ExecutionGraph) -> None:
-    for wave in graph.waves:
-        after = ", ".join(map(str, wave.depends_on_tasks)) or "nothing"
-        print(f"  wave {wave.wave_num}: {', '.join(map(str, wave.tasks))}  (after {after})")
+    print("\n".join(wave_lines(graph)))
 
 
 async def main() -> list[RunReport]:

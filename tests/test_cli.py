@@ -114,6 +114,18 @@ def test_plan_text_shows_waves_and_counts(
     assert capsys.readouterr().out == PLAN_TEXT
 
 
+def test_plan_json_is_the_data_the_compat_check_compares(
+    target: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["plan", f"{target}:processor", "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["pre_waves"] == [[0, ["Db"], []], [1, ["Auth", "Flags"], ["Db"]]]
+    assert data["post_waves"] == [[0, ["Db"], []]]
+    assert data["total_tasks"] == 4
+    assert data["wave_index_by_task"] == [["Auth", 1], ["Db", 0], ["Flags", 1]]
+    assert "<missing>" not in data.values()
+
+
 @pytest.mark.parametrize("fmt", ["mermaid", "dot"])
 def test_plan_diagrams_come_from_the_processor(
     target: str, fmt: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
