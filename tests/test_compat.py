@@ -256,8 +256,8 @@ def test_generic_classes_take_one_type_argument_or_0_7_2s_two() -> None:
         AsyncPhaseRunner,
         TaskAnalyzer,
     ):
-        assert cls[int].__args__ == (int, Hashable)  # type: ignore[attr-defined]
-        assert cls[int, str].__args__ == (int, str)  # type: ignore[attr-defined]
+        assert cls[int].__args__ == (int, Hashable)
+        assert cls[int, str].__args__ == (int, str)
         with pytest.raises(TypeError):
             cls[int, str, str]
     task = sdax.AsyncTask[dict[str, int], str]("A")
@@ -334,3 +334,51 @@ async def run(ctx: Ctx) -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout
+
+
+async def test_what_the_readme_tells_library_authors_built_on_0_7_2() -> None:
+    """README "For library authors building on 0.7.2", the rows code can check."""
+    import asyncio
+
+    from sdax import AsyncDagTaskProcessor, AsyncTask, SdaxExecutionError, task_func
+
+    started: list[str] = []
+
+    async def stops_itself(ctx: None) -> None:
+        raise asyncio.CancelledError
+
+    async def fails(ctx: None) -> None:
+        raise ValueError("boom")
+
+    async def dependent(ctx: None) -> None:
+        started.append("dependent")
+
+    processor = (
+        AsyncDagTaskProcessor[None]
+        .builder()
+        .add_task(AsyncTask("A", pre_execute=task_func(stops_itself)))
+        .add_task(AsyncTask("B", pre_execute=task_func(fails)))
+        .add_task(AsyncTask("C", pre_execute=task_func(dependent)), depends_on=("A",))
+        .build()
+    )
+    with pytest.raises(SdaxExecutionError) as caught:
+        await processor.process_tasks(None)
+    assert str(caught.value).startswith("2 tasks failed")
+    cancelled = caught.value.subgroup(sdax.PhaseCancelledError)
+    assert cancelled is not None
+    [leaf] = cancelled.exceptions
+    assert isinstance(leaf.__cause__, asyncio.CancelledError)
+    assert started == []
+    assert issubclass(sdax.RetryableException, Exception)
+
+    with pytest.raises(TypeError):
+        sdax.task_sync_func(stops_itself)
+    with pytest.raises(TypeError):
+        AsyncDagTaskProcessor[None].builder().add_task(AsyncTask("X"), depends_on="A")
+
+    levels = sdax.AsyncTaskProcessor[None].builder()
+    for level, key in enumerate("abc"):
+        levels.add_task(AsyncTask(key, pre_execute=task_func(dependent)), level)
+    analysis = levels.build().analysis
+    barriers = [key for key in analysis.tasks if isinstance(key, sdax.LevelBarrier)]
+    assert (analysis.total_tasks, analysis.nodes, len(barriers)) == (5, 2, 2)
