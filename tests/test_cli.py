@@ -306,3 +306,24 @@ def test_demo_shows_the_whole_plan_the_retry_and_the_error_once(
     assert "Flags     pre_execute: attempt 1 failed (ConnectionError), retrying in " in out
     # Once in the request log, once in the chart footer.
     assert out.count("feature-flag service refused the connection") == 2
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["-m", "benchmarks.floor"], ["benchmarks/floor.py"]],
+    ids=["module", "script"],
+)
+def test_the_floor_benchmark_starts_as_a_module_and_as_a_script(command: list[str]) -> None:
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run(
+        [sys.executable, *command, "--help"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "floor" in done.stdout
