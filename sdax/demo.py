@@ -130,7 +130,8 @@ async def serve(endpoint: AsyncDagTaskProcessor[Request], req: Request) -> RunRe
         report = await endpoint.process_tasks(req, report=True, observers=[_SayRetries(req)])
     except SdaxExecutionError as error:
         report = error.report
-        req.say(f"request failed after cleanup: {error}")
+        # The count only: the chart's footer below names the error (printed once).
+        req.say(f"request failed after cleanup: {error.message}")
     else:
         req.say(f"request served: user={req.user}, flags={req.flags}")
     print(f"             connection left open: {req.connection is not None}")

@@ -304,8 +304,8 @@ def test_demo_shows_the_whole_plan_the_retry_and_the_error_once(
     assert "then post_execute waves" in out
     assert "wave 0: Audit  (after nothing)" in out  # the post-only step, named as its task
     assert "Flags     pre_execute: attempt 1 failed (ConnectionError), retrying in " in out
-    # Once in the request log, once in the chart footer.
-    assert out.count("feature-flag service refused the connection") == 2
+    assert "request failed after cleanup: 1 task failed\n" in out
+    assert out.count("feature-flag service refused the connection") == 1  # the chart's footer
 
 
 @pytest.mark.parametrize(
