@@ -382,3 +382,29 @@ async def test_what_the_readme_tells_library_authors_built_on_0_7_2() -> None:
     analysis = levels.build().analysis
     barriers = [key for key in analysis.tasks if isinstance(key, sdax.LevelBarrier)]
     assert (analysis.total_tasks, analysis.nodes, len(barriers)) == (5, 2, 2)
+
+
+def test_the_compat_worker_serialises_with_sdax_plan_data() -> None:
+    """compat/dump_analysis.py loads sdax/plan_data.py by path and prints what it gives."""
+    import sys
+    from pathlib import Path
+
+    from compat.reference import run_json
+    from sdax import AsyncDagTaskProcessor, AsyncTask, task_func
+    from sdax.plan_data import plan_data
+
+    async def step(ctx: object) -> None:
+        pass
+
+    worker = Path(__file__).resolve().parent.parent / "compat" / "dump_analysis.py"
+    spec = [{"name": "A", "phases": "pc", "deps": []}, {"name": "B", "phases": "c", "deps": ["A"]}]
+    [printed] = run_json(sys.executable, worker, [{"how": "builder", "tasks": spec}], ours=True)
+    processor = (
+        AsyncDagTaskProcessor[object]
+        .builder()
+        .add_task(AsyncTask("A", pre_execute=task_func(step), post_execute=task_func(step)))
+        .add_task(AsyncTask("B", post_execute=task_func(step)), depends_on=("A",))
+        .build()
+    )
+    assert printed == plan_data(processor.analysis)
+    assert printed["post_waves"] == [[0, ["B"], []], [1, ["A"], ["B"]]]
