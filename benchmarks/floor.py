@@ -10,6 +10,7 @@ and the bare-task floor, measured in the same process. Run it with our venv
 and with the reference's to compare both sides against the same floor:
 
     python benchmarks/floor.py [--loop asyncio|uvloop] [--runs N]
+    python -m benchmarks.floor [...]         (the same, from the repository root)
 """
 
 from __future__ import annotations
@@ -21,6 +22,10 @@ import json
 import math
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+
+# Its siblings are plain modules, so it runs as a script and with -m alike.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from scenarios import (
     Job,

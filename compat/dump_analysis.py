@@ -8,37 +8,25 @@ it uses only the API the two share. Reads a JSON list of graph specs on stdin:
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from sdax import AsyncDagTaskProcessor, AsyncTask, AsyncTaskProcessor, task_func
 from sdax.sdax_task_analyser import TaskAnalyzer
 
-# TaskAnalysis attributes compared, besides the waves.
-ATTRIBUTES = (
-    "total_tasks",
-    "tasks_with_pre_execute",
-    "tasks_with_execute",
-    "tasks_with_post_execute",
-    "nodes",
-    "pre_task_names",
-    "execute_task_names",
-    "post_task_names",
-    "post_only_task_names",
-    "topological_order",
-    "dependencies",
-    "max_pre_wave_num",
-    "max_post_wave_num",
-    "pre_root_wave_id",
-    "post_root_wave_id",
-    "wave_index_by_task",
-    "task_to_consumer_waves",
-    "wave_dep_count",
-    "post_wave_index_by_task",
-    "post_task_to_consumer_waves",
-    "post_wave_dep_count",
+# The serialisation is sdax/plan_data.py, the one `sdax plan --format json`
+# prints. It needs only the standard library, so it is loaded by path here:
+# under 0.7.2 this repository's sdax package is not importable.
+_spec = importlib.util.spec_from_file_location(
+    "sdax_plan_data", Path(__file__).resolve().parent.parent / "sdax" / "plan_data.py"
 )
+assert _spec is not None
+assert _spec.loader is not None
+plan_data_module = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(plan_data_module)
 
 
 async def step(ctx: object) -> None:
@@ -78,34 +66,13 @@ def analyse(graph: dict[str, Any]) -> Any:
     return builder.build().analysis
 
 
-def plain(value: Any) -> Any:
-    """`value` as JSON data; keys that are not strings (join nodes) become their repr."""
-    if isinstance(value, str | int | float | bool) or value is None:
-        return value
-    if isinstance(value, tuple | list):
-        return [plain(item) for item in value]
-    if hasattr(value, "items"):
-        return sorted([[plain(k), plain(v)] for k, v in value.items()], key=repr)
-    return repr(value)
-
-
-def waves(graph: Any) -> list[list[Any]]:
-    return [[w.wave_num, plain(w.tasks), plain(w.depends_on_tasks)] for w in graph.waves]
-
-
 def describe(graph: dict[str, Any]) -> dict[str, Any]:
     try:
         analysis = analyse(graph)
     except ValueError as error:
         # The phrase before the first colon: both versions start with it.
         return {"error": str(error).split(":")[0]}
-    found: dict[str, Any] = {
-        "pre_waves": waves(analysis.pre_execute_graph),
-        "post_waves": waves(analysis.post_execute_graph),
-    }
-    for name in ATTRIBUTES:
-        found[name] = plain(getattr(analysis, name)) if hasattr(analysis, name) else "<missing>"
-    return found
+    return dict(plan_data_module.plan_data(analysis))
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
   sdax demo [--trace FILE] [--report FILE] [--uvloop]
                                         a realistic endpoint, served twice, drawn as Gantt charts
-  sdax plan MODULE:ATTR [--format F]    the plan of a processor or builder: text, mermaid or dot
+  sdax plan MODULE:ATTR [--format F]    the plan of a processor or builder: text, json, mermaid
+                                        or dot
   sdax trace REPORT.json [--width N]    the Gantt chart of a saved RunReport
 
 Exit status: 0 on success; 2 for bad arguments or a target/file that
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import json
 import os
 import sys
 from collections.abc import Sequence
@@ -24,8 +26,9 @@ from typing import Any, Protocol, cast
 import msgspec
 
 from sdax._version import __version__
-from sdax.analysis import ExecutionGraph, TaskAnalysis
+from sdax.analysis import TaskAnalysis
 from sdax.errors import count_noun
+from sdax.plan_data import plan_data, wave_lines
 from sdax.report import RunReport
 from sdax.timeline import render_gantt, write_chrome_trace
 
@@ -90,7 +93,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="MODULE:ATTR",
         help="a processor, a builder, or a function of no arguments returning one",
     )
-    plan.add_argument("--format", choices=("text", "mermaid", "dot"), default="text")
+    plan.add_argument("--format", choices=("text", "json", "mermaid", "dot"), default="text")
     trace = commands.add_parser("trace", help="draw a saved RunReport as a Gantt chart")
     trace.add_argument("report", metavar="REPORT.json", help="written by RunReport.to_json()")
     trace.add_argument("--width", type=_positive, default=60, help="bar columns (default 60)")
@@ -146,6 +149,8 @@ def _plan(args: argparse.Namespace) -> None:
         text = processor.to_mermaid()
     elif args.format == "dot":
         text = processor.to_dot()
+    elif args.format == "json":
+        text = json.dumps(plan_data(processor.analysis), indent=1)
     else:
         text = plan_text(processor.analysis)
     print(text, end="" if text.endswith("\n") else "\n")  # exactly one final newline
@@ -160,24 +165,11 @@ def plan_text(analysis: TaskAnalysis) -> str:
         f"{analysis.tasks_with_post_execute} with post_execute, "
         f"{analysis.nodes} without phases",
         "pre_execute waves (each starts once the pre_execute of the tasks it is after succeeded):",
-        *_waves(analysis.pre_execute_graph),
+        *wave_lines(analysis.pre_execute_graph),
         "post_execute waves (each starts once the tasks it is after are cleaned up):",
-        *_waves(analysis.post_execute_graph),
+        *wave_lines(analysis.post_execute_graph),
     ]
     return "\n".join(lines)
-
-
-def _waves(graph: ExecutionGraph) -> list[str]:
-    if not graph.waves:
-        return ["  (none)"]
-    return [
-        f"  wave {wave.wave_num}: {_keys(wave.tasks)}  (after {_keys(wave.depends_on_tasks)})"
-        for wave in graph.waves
-    ]
-
-
-def _keys(keys: Sequence[object]) -> str:
-    return ", ".join(key if isinstance(key, str) else repr(key) for key in keys) or "nothing"
 
 
 def _load_plan(target: str) -> _Plan:

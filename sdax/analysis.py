@@ -25,12 +25,12 @@ from typing import Any, Generic, TypeVar
 
 from msgspec import Struct
 
-from sdax.builders import _check_task
+from sdax._generic import K, KeyDefault
+from sdax.builders import Declared
 from sdax.declarations import AsyncTask
 from sdax.errors import count_noun
-from sdax.graph import Declaration, TaskGraph, compile_graph, normalise_dependencies
+from sdax.graph import TaskGraph, compile_graph
 
-K = TypeVar("K", bound=Hashable)
 Ctx = TypeVar("Ctx")
 
 
@@ -194,54 +194,46 @@ class TaskAnalysis:
         )
 
 
-class TaskAnalyzer(Generic[Ctx, K]):
+class TaskAnalyzer(KeyDefault, Generic[Ctx, K]):
     """Collects tasks and dependencies and analyses them, without building a processor.
 
     Generic in the context type and the key type, in 0.7.2's order, so
-    `TaskAnalyzer[Ctx, str]()` works as it did there; the parameters only
-    inform type checkers.
+    `TaskAnalyzer[Ctx, str]()` works as it did there (and `TaskAnalyzer[Ctx]()`,
+    key Hashable); the parameters only inform type checkers.
     """
 
-    __slots__ = ("_declarations", "_names")
+    __slots__ = ("_declared",)
 
     def __init__(self) -> None:
-        self._declarations: list[Declaration] = []
-        self._names: set[Hashable] = set()
+        self._declared = Declared()
 
     @classmethod
-    def _sharing(
-        cls, declarations: list[Declaration], names: set[Hashable]
-    ) -> TaskAnalyzer[Ctx, K]:
+    def _sharing(cls, declared: Declared) -> TaskAnalyzer[Ctx, K]:
         """An analyzer over a builder's own declarations: tasks added to either reach both."""
         analyzer = cls()
-        analyzer._declarations, analyzer._names = declarations, names
+        analyzer._declared = declared
         return analyzer
 
     @property
     def tasks(self) -> Mapping[Hashable, AsyncTask[Any]]:
         """The tasks added so far, by key (a snapshot)."""
-        return MappingProxyType({task.name: task for task, _ in self._declarations})
+        return MappingProxyType({task.name: task for task, _ in self._declared.declarations})
 
     @property
     def dependencies(self) -> Mapping[Hashable, tuple[Hashable, ...]]:
         """The dependencies declared so far, by task key (a snapshot)."""
-        return MappingProxyType({task.name: deps for task, deps in self._declarations})
+        return MappingProxyType({task.name: deps for task, deps in self._declared.declarations})
 
     def add_task(
         self, task: AsyncTask[Any], depends_on: Iterable[Hashable] = ()
     ) -> TaskAnalyzer[Ctx, K]:
         """Add `task`, to start after the tasks named in `depends_on`."""
-        _check_task(task)
-        if task.name in self._names:
-            raise ValueError(f"duplicate task name {task.name!r}: every task needs its own key")
-        dependencies = normalise_dependencies(task.name, depends_on)
-        self._names.add(task.name)
-        self._declarations.append((task, dependencies))
+        self._declared.add(task, depends_on)
         return self
 
     def analyze(self) -> TaskAnalysis:
         """Validate the graph (missing dependencies, cycles) and return its plan."""
-        return TaskAnalysis(compile_graph(self._declarations))
+        return TaskAnalysis(compile_graph(self._declared.declarations))
 
 
 Names = Callable[[Iterable[int]], tuple[Any, ...]]

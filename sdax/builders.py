@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar
 
 from msgspec import Struct
 
+from sdax._generic import K, KeyDefault
 from sdax.declarations import AsyncTask
 from sdax.graph import Declaration, compile_graph, normalise_dependencies
 from sdax.observers import RunObserver
@@ -39,33 +40,30 @@ LevelKey = Hashable
 """A key in a level-built graph: the user's task names plus `LevelBarrier` join nodes."""
 
 
-class AsyncDagTaskProcessorBuilder(Generic[T]):
-    """Declares tasks and their dependencies, then builds a processor."""
+class AsyncDagTaskProcessorBuilder(KeyDefault, Generic[T, K]):
+    """Declares tasks and their dependencies, then builds a processor.
+
+    Generic in the context and, as in 0.7.2, the key type (defaults to Hashable).
+    """
 
     def __init__(self) -> None:
-        self._declarations: list[Declaration] = []
-        self._names: set[Hashable] = set()
+        self._declared = Declared()
 
-    def add_task(self, task: AsyncTask[T], depends_on: Iterable[Hashable] = ()) -> Self:
+    def add_task(self, task: AsyncTask[T, K], depends_on: Iterable[Hashable] = ()) -> Self:
         """Add `task`, to start after the tasks named in `depends_on`."""
-        _check_task(task)
-        if task.name in self._names:
-            raise ValueError(f"duplicate task name {task.name!r}: every task needs its own key")
-        dependencies = normalise_dependencies(task.name, depends_on)
-        self._names.add(task.name)
-        self._declarations.append((task, dependencies))
+        self._declared.add(task, depends_on)
         return self
 
     @property
-    def taskAnalyzer(self) -> TaskAnalyzer[T, Hashable]:
+    def taskAnalyzer(self) -> TaskAnalyzer[T, K]:
         """0.7.2's analyzer of this builder: shares its tasks (adding to either adds to both)."""
         from sdax.analysis import TaskAnalyzer
 
-        return TaskAnalyzer._sharing(self._declarations, self._names)
+        return TaskAnalyzer._sharing(self._declared)
 
     def build(
         self, *, max_concurrency: int | None = None, observers: Sequence[RunObserver] = ()
-    ) -> AsyncDagTaskProcessor[T]:
+    ) -> AsyncDagTaskProcessor[T, K]:
         """Validate the graph and return an immutable, reusable processor.
 
         `max_concurrency` caps how many pre_execute and execute functions of
@@ -74,7 +72,7 @@ class AsyncDagTaskProcessorBuilder(Generic[T]):
         """
         from sdax.processor import AsyncDagTaskProcessor
 
-        graph = compile_graph(self._declarations, max_concurrency)
+        graph = compile_graph(self._declared.declarations, max_concurrency)
         return AsyncDagTaskProcessor(graph, observers)
 
 
@@ -87,15 +85,13 @@ class AsyncDagLevelAdapterBuilder(Generic[T]):
 
     def __init__(self) -> None:
         self._levels: dict[int, list[AsyncTask[T]]] = {}
-        self._names: set[Hashable] = set()
+        self._declared = Declared()  # its names only: dependencies come from the levels
 
     def add_task(self, task: AsyncTask[T], level: int) -> Self:
-        _check_task(task)
+        self._declared.check_new(task)
         if isinstance(level, bool) or not isinstance(level, int):
             raise TypeError(f"task {task.name!r}: level must be an int, got {level!r}")
-        if task.name in self._names:
-            raise ValueError(f"duplicate task name {task.name!r}: every task needs its own key")
-        self._names.add(task.name)
+        self._declared.names.add(task.name)
         self._levels.setdefault(level, []).append(task)
         return self
 
@@ -118,9 +114,32 @@ class AsyncDagLevelAdapterBuilder(Generic[T]):
         return AsyncDagTaskProcessor(compile_graph(declarations, max_concurrency), observers)
 
 
-def _check_task(task: object) -> None:
-    if not isinstance(task, AsyncTask):
-        raise TypeError(
-            f"add_task() takes an AsyncTask, got {type(task).__name__}: {task!r}; "
-            "declare it with AsyncTask(name, ...) or task(name, ...)"
-        )
+class Declared:
+    """The tasks declared so far with their dependencies, each checked as it is added.
+
+    One per builder or `TaskAnalyzer` (a builder's `taskAnalyzer` shares its
+    builder's), so every way of declaring a graph checks the same things.
+    """
+
+    __slots__ = ("declarations", "names")
+
+    def __init__(self) -> None:
+        self.declarations: list[Declaration] = []
+        self.names: set[Hashable] = set()
+
+    def check_new(self, task: object) -> None:
+        """TypeError unless `task` is an AsyncTask; ValueError if its name is taken."""
+        if not isinstance(task, AsyncTask):
+            raise TypeError(
+                f"add_task() takes an AsyncTask, got {type(task).__name__}: {task!r}; "
+                "declare it with AsyncTask(name, ...) or task(name, ...)"
+            )
+        if task.name in self.names:
+            raise ValueError(f"duplicate task name {task.name!r}: every task needs its own key")
+
+    def add(self, task: AsyncTask[Any, Any], depends_on: Iterable[Hashable]) -> None:
+        """Check `task` and `depends_on`, then record them (nothing is recorded on error)."""
+        self.check_new(task)
+        dependencies = normalise_dependencies(task.name, depends_on)
+        self.names.add(task.name)
+        self.declarations.append((task, dependencies))

@@ -18,6 +18,7 @@ from concurrent.futures import Executor
 from dataclasses import FrozenInstanceError, dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from sdax._generic import K_co, KeyDefault
 from sdax.errors import RetryableException
 from sdax.limits import Limit, LimitUse, as_uses
 
@@ -155,11 +156,12 @@ if sys.version_info < (3, 13):
 
 
 @dataclass(frozen=True, eq=False)
-class AsyncTask(Generic[T]):
+class AsyncTask(KeyDefault, Generic[T, K_co]):
     """A named unit of work with up to three phases.
 
     Equality is identity: two tasks with the same name are still two tasks
-    (a builder rejects the second one).
+    (a builder rejects the second one). Generic in the context and, as in
+    0.7.2, the key type (`AsyncTask[Ctx]` is `AsyncTask[Ctx, Hashable]`).
     """
 
     name: Hashable

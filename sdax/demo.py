@@ -26,6 +26,7 @@ from sdax import (
     task_func,
 )
 from sdax.analysis import ExecutionGraph
+from sdax.plan_data import wave_lines
 from sdax.timeline import render_gantt
 
 
@@ -129,7 +130,8 @@ async def serve(endpoint: AsyncDagTaskProcessor[Request], req: Request) -> RunRe
         report = await endpoint.process_tasks(req, report=True, observers=[_SayRetries(req)])
     except SdaxExecutionError as error:
         report = error.report
-        req.say(f"request failed after cleanup: {error}")
+        # The count only: the chart's footer below names the error (printed once).
+        req.say(f"request failed after cleanup: {error.message}")
     else:
         req.say(f"request served: user={req.user}, flags={req.flags}")
     print(f"             connection left open: {req.connection is not None}")
@@ -139,9 +141,7 @@ async def serve(endpoint: AsyncDagTaskProcessor[Request], req: Request) -> RunRe
 
 
 def _print_waves(graph: ExecutionGraph) -> None:
-    for wave in graph.waves:
-        after = ", ".join(map(str, wave.depends_on_tasks)) or "nothing"
-        print(f"  wave {wave.wave_num}: {', '.join(map(str, wave.tasks))}  (after {after})")
+    print("\n".join(wave_lines(graph)))
 
 
 async def main() -> list[RunReport]:

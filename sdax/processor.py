@@ -11,8 +11,9 @@ import asyncio
 import random
 from collections.abc import Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Generic, Literal, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 
+from sdax._generic import K, KeyDefault
 from sdax.actors.coordinator import DEFAULT_OPTIONS, Coordinator, RunOptions
 from sdax.analysis import TaskAnalysis
 from sdax.declarations import PhaseId
@@ -28,13 +29,15 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
-class AsyncTaskProcessor(Generic[T]):
+class AsyncTaskProcessor(KeyDefault, Generic[T, K]):
     """An immutable, reusable plan that runs contexts through a task graph.
 
     Get one from a builder: `AsyncTaskProcessor.builder()` declares by level,
     `AsyncDagTaskProcessor.builder()` (or `graph_builder()`) by dependency.
     Any number of runs may use one processor at once, each with its own
     context, on one event loop or on several in different threads.
+    Generic in the context and, as in 0.7.2, the key type:
+    `AsyncDagTaskProcessor[Ctx]` is `AsyncDagTaskProcessor[Ctx, Hashable]`.
     """
 
     __slots__ = ("_graph", "_analysis", "_observers", "_plain_options", "_runs")
@@ -63,7 +66,7 @@ class AsyncTaskProcessor(Generic[T]):
         return AsyncDagLevelAdapterBuilder()
 
     @classmethod
-    def graph_builder(cls) -> AsyncDagTaskProcessorBuilder[T]:
+    def graph_builder(cls) -> AsyncDagTaskProcessorBuilder[T, K]:
         """A builder that declares tasks with explicit dependencies."""
         from sdax.builders import AsyncDagTaskProcessorBuilder
 
@@ -196,7 +199,7 @@ class AsyncTaskProcessor(Generic[T]):
         observers: Sequence[RunObserver] = (),
         tag: str | None = None,
         report: bool = False,
-    ) -> AsyncPhaseRunner[T]:
+    ) -> AsyncPhaseRunner[T, K]:
         """An async context manager that runs `ctx` one phase at a time.
 
         Options as for `process_tasks`. `timeout` counts from the first
@@ -207,7 +210,7 @@ class AsyncTaskProcessor(Generic[T]):
         options = self._run_options(
             timeout, cleanup_timeout, cleanup_budget, rng, observers, tag, recorder
         )
-        return AsyncPhaseRunner(self._graph, ctx, options, recorder, self._runs)
+        return AsyncPhaseRunner(self._graph, ctx, options, recorder, self._runs, self)
 
     def _run_options(
         self,
@@ -261,13 +264,13 @@ class AsyncTaskProcessor(Generic[T]):
         return f"<{type(self).__name__} of {count_noun(len(self._graph), 'task')}>"
 
 
-class AsyncDagTaskProcessor(AsyncTaskProcessor[T]):
+class AsyncDagTaskProcessor(AsyncTaskProcessor[T, K]):
     """The processor every builder returns."""
 
     __slots__ = ()
 
     @classmethod
-    def builder(cls) -> AsyncDagTaskProcessorBuilder[T]:  # type: ignore[override]
+    def builder(cls) -> AsyncDagTaskProcessorBuilder[T, K]:  # type: ignore[override]
         # The same name builds by dependency here and by level on the base
         # class: both are the 0.7.2 API, so the override changes the return type.
         from sdax.builders import AsyncDagTaskProcessorBuilder
@@ -275,7 +278,7 @@ class AsyncDagTaskProcessor(AsyncTaskProcessor[T]):
         return AsyncDagTaskProcessorBuilder()
 
 
-class AsyncPhaseRunner(Generic[T]):
+class AsyncPhaseRunner(KeyDefault, Generic[T, K]):
     """Runs one context phase by phase, for callers that act between phases.
 
     Leaving the `async with` block finishes what consistency requires:
@@ -295,6 +298,7 @@ class AsyncPhaseRunner(Generic[T]):
         "_loop",
         "_coordinator",
         "_closed",
+        "_processor",
     )
 
     def __init__(
@@ -304,6 +308,7 @@ class AsyncPhaseRunner(Generic[T]):
         options: RunOptions,
         recorder: ReportRecorder | None,
         runs: RunsInFlight,
+        processor: AsyncTaskProcessor[T, Any],
     ) -> None:
         self._graph = graph
         self._ctx = ctx
@@ -313,8 +318,19 @@ class AsyncPhaseRunner(Generic[T]):
         self._loop: asyncio.AbstractEventLoop | None = None  # set while it is counted
         self._coordinator: Coordinator | None = None
         self._closed = False
+        self._processor = processor
 
-    async def __aenter__(self) -> AsyncPhaseRunner[T]:
+    @property
+    def ctx(self) -> T:
+        """The context this runner runs (0.7.2's attribute)."""
+        return self._ctx
+
+    @property
+    def processor(self) -> AsyncTaskProcessor[T, Any]:
+        """The processor that opened this runner (0.7.2's attribute)."""
+        return self._processor
+
+    async def __aenter__(self) -> AsyncPhaseRunner[T, K]:
         self._run()
         return self
 

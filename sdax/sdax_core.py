@@ -15,11 +15,12 @@ the coordinator actor runs the phases of a run and no phase objects exist:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
 from msgspec import Struct
 
+from sdax._generic import K, KeyDefault
 from sdax.actors.task_group import SdaxTaskGroup
 from sdax.analysis import ExecutionWave, TaskAnalysis, TaskAnalyzer
 from sdax.builders import AsyncDagLevelAdapterBuilder, AsyncDagTaskProcessorBuilder, LevelKey
@@ -28,7 +29,6 @@ from sdax.errors import SdaxExecutionError, flatten_exceptions
 from sdax.processor import AsyncDagTaskProcessor, AsyncPhaseRunner, AsyncTaskProcessor
 
 T = TypeVar("T")
-K = TypeVar("K", bound=Hashable)
 
 
 class AsyncTaskProcessorBuilder(ABC, Generic[T, K]):
@@ -49,11 +49,12 @@ class AsyncTaskProcessorBuilder(ABC, Generic[T, K]):
 AsyncTaskProcessorBuilder.register(AsyncDagLevelAdapterBuilder)
 
 
-class Phase(Struct, frozen=True):
+class Phase(Struct, KeyDefault, Generic[T, K], frozen=True):
     """0.7.2's record of one phase of a run: its id and the function that runs it.
 
     Nothing in this project creates or runs one (the coordinator actor runs
-    phases); it exists so code that imports or annotates with it still works.
+    phases); it exists so code that imports or annotates with it still works,
+    with 0.7.2's two type parameters (context, key).
     """
 
     phase_id: PhaseId

@@ -598,3 +598,39 @@ def test_a_task_analyzer_checks_each_task_as_it_is_added() -> None:
         analyzer.add_task("A")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="bare str"):
         analyzer.add_task(make("B", "p"), depends_on="A")
+
+
+def _refusal(add: Any, *args: Any, **kwargs: Any) -> tuple[type[BaseException], str]:
+    with pytest.raises((TypeError, ValueError)) as caught:
+        add(*args, **kwargs)
+    return type(caught.value), str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("task", "depends_on"),
+    [
+        ("A", ()),  # not an AsyncTask
+        (None, ()),  # the name "A" again (filled in below)
+        ("new", "A"),  # a bare string as depends_on
+        ("new", 3),  # not an iterable
+        ("new", (["unhashable"],)),
+    ],
+    ids=["not-a-task", "duplicate", "bare-str", "not-iterable", "unhashable-dependency"],
+)
+def test_the_analyzer_and_the_builders_refuse_the_same_declarations_alike(
+    task: Any, depends_on: Any
+) -> None:
+    """One declaration check serves every way of declaring: same error, nothing recorded."""
+    if task is None:
+        task = make("A", "c")
+    elif task == "new":
+        task = make("new", "p")
+    analyzer = TaskAnalyzer[None]().add_task(make("A", "p"))
+    builder = AsyncDagTaskProcessor[None].builder().add_task(make("A", "p"))
+    refused = _refusal(analyzer.add_task, task, depends_on=depends_on)
+    assert refused == _refusal(builder.add_task, task, depends_on=depends_on)
+    assert refused == _refusal(builder.taskAnalyzer.add_task, task, depends_on=depends_on)
+    if depends_on == ():  # the level builder takes no dependencies, the same task checks
+        levels = AsyncDagTaskProcessor[None].elevator_builder().add_task(make("A", "p"), 0)
+        assert refused == _refusal(levels.add_task, task, 0)
+    assert list(analyzer.tasks) == list(builder.taskAnalyzer.tasks) == ["A"]

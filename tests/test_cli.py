@@ -114,6 +114,18 @@ def test_plan_text_shows_waves_and_counts(
     assert capsys.readouterr().out == PLAN_TEXT
 
 
+def test_plan_json_is_the_data_the_compat_check_compares(
+    target: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["plan", f"{target}:processor", "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["pre_waves"] == [[0, ["Db"], []], [1, ["Auth", "Flags"], ["Db"]]]
+    assert data["post_waves"] == [[0, ["Db"], []]]
+    assert data["total_tasks"] == 4
+    assert data["wave_index_by_task"] == [["Auth", 1], ["Db", 0], ["Flags", 1]]
+    assert "<missing>" not in data.values()
+
+
 @pytest.mark.parametrize("fmt", ["mermaid", "dot"])
 def test_plan_diagrams_come_from_the_processor(
     target: str, fmt: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
@@ -292,5 +304,26 @@ def test_demo_shows_the_whole_plan_the_retry_and_the_error_once(
     assert "then post_execute waves" in out
     assert "wave 0: Audit  (after nothing)" in out  # the post-only step, named as its task
     assert "Flags     pre_execute: attempt 1 failed (ConnectionError), retrying in " in out
-    # Once in the request log, once in the chart footer.
-    assert out.count("feature-flag service refused the connection") == 2
+    assert "request failed after cleanup: 1 task failed\n" in out
+    assert out.count("feature-flag service refused the connection") == 1  # the chart's footer
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["-m", "benchmarks.floor"], ["benchmarks/floor.py"]],
+    ids=["module", "script"],
+)
+def test_the_floor_benchmark_starts_as_a_module_and_as_a_script(command: list[str]) -> None:
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run(
+        [sys.executable, *command, "--help"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "floor" in done.stdout

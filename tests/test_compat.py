@@ -239,3 +239,172 @@ def test_the_surface_check_counts_attributes_set_on_self_and_declared_fields() -
 
     assert {"wave_index_by_task", "topological_order"} <= instance_attributes(TaskAnalysis)
     assert "_graph" in instance_attributes(AsyncDagTaskProcessor)
+
+
+def test_generic_classes_take_one_type_argument_or_0_7_2s_two() -> None:
+    """0.7.2's README writes `AsyncDagTaskProcessor[Ctx]`; its code declared (Ctx, key)."""
+    from collections.abc import Hashable
+
+    from sdax import AsyncDagTaskProcessor, AsyncDagTaskProcessorBuilder, AsyncTaskProcessor
+    from sdax.sdax_core import AsyncPhaseRunner, TaskAnalyzer
+
+    for cls in (
+        sdax.AsyncTask,
+        AsyncDagTaskProcessor,
+        AsyncDagTaskProcessorBuilder,
+        AsyncTaskProcessor,
+        AsyncPhaseRunner,
+        TaskAnalyzer,
+    ):
+        assert cls[int].__args__ == (int, Hashable)
+        assert cls[int, str].__args__ == (int, str)
+        with pytest.raises(TypeError):
+            cls[int, str, str]
+    task = sdax.AsyncTask[dict[str, int], str]("A")
+    built = AsyncDagTaskProcessor[dict[str, int], str].builder().add_task(task).build()
+    assert built.analysis.total_tasks == 1
+    assert TaskAnalyzer[dict[str, int], str]().add_task(task).analyze().total_tasks == 1
+    assert TaskAnalyzer[dict[str, int]]().add_task(task).analyze().total_tasks == 1
+
+
+async def test_the_phase_runner_names_its_context_and_processor_as_0_7_2s_did() -> None:
+    from sdax import AsyncDagTaskProcessor, AsyncTask, task_func
+
+    async def step(ctx: list[str]) -> None:
+        ctx.append("ran")
+
+    processor = (
+        AsyncDagTaskProcessor[list[str]]
+        .builder()
+        .add_task(AsyncTask("A", execute=task_func(step)))
+        .build()
+    )
+    ctx: list[str] = []
+    async with processor.open(ctx) as runner:
+        assert runner.ctx is ctx
+        assert runner.processor is processor
+        while await runner.run_next():
+            pass
+    assert ctx == ["ran"]
+
+
+def test_code_with_0_7_2s_two_type_arguments_passes_mypy_strict(tmp_path: Any) -> None:
+    import subprocess
+    import sys
+
+    script = tmp_path / "two_parameters.py"
+    script.write_text(
+        """
+from dataclasses import dataclass
+
+from sdax import AsyncDagTaskProcessor, AsyncTask, task_func
+from sdax.sdax_core import AsyncPhaseRunner
+from sdax.sdax_task_analyser import TaskAnalyzer
+
+
+@dataclass
+class Ctx:
+    n: int = 0
+
+
+async def bump(ctx: Ctx) -> None:
+    ctx.n += 1
+
+
+keyed: AsyncTask[Ctx, str] = AsyncTask("A", execute=task_func(bump))
+one: AsyncDagTaskProcessor[Ctx] = AsyncDagTaskProcessor[Ctx].builder().add_task(keyed).build()
+two: AsyncDagTaskProcessor[Ctx, str] = (
+    AsyncDagTaskProcessor[Ctx, str].builder().add_task(keyed).build()
+)
+analysis = TaskAnalyzer[Ctx, str]().add_task(keyed).analyze()
+
+
+async def run(ctx: Ctx) -> None:
+    runner: AsyncPhaseRunner[Ctx, str]
+    async with two.open(ctx) as runner:
+        await runner.run_next()
+""",
+        encoding="utf-8",
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", str(script)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout
+
+
+async def test_what_the_readme_tells_library_authors_built_on_0_7_2() -> None:
+    """README "For library authors building on 0.7.2", the rows code can check."""
+    import asyncio
+
+    from sdax import AsyncDagTaskProcessor, AsyncTask, SdaxExecutionError, task_func
+
+    started: list[str] = []
+
+    async def stops_itself(ctx: None) -> None:
+        raise asyncio.CancelledError
+
+    async def fails(ctx: None) -> None:
+        raise ValueError("boom")
+
+    async def dependent(ctx: None) -> None:
+        started.append("dependent")
+
+    processor = (
+        AsyncDagTaskProcessor[None]
+        .builder()
+        .add_task(AsyncTask("A", pre_execute=task_func(stops_itself)))
+        .add_task(AsyncTask("B", pre_execute=task_func(fails)))
+        .add_task(AsyncTask("C", pre_execute=task_func(dependent)), depends_on=("A",))
+        .build()
+    )
+    with pytest.raises(SdaxExecutionError) as caught:
+        await processor.process_tasks(None)
+    assert str(caught.value).startswith("2 tasks failed")
+    cancelled = caught.value.subgroup(sdax.PhaseCancelledError)
+    assert cancelled is not None
+    [leaf] = cancelled.exceptions
+    assert isinstance(leaf.__cause__, asyncio.CancelledError)
+    assert started == []
+    assert issubclass(sdax.RetryableException, Exception)
+
+    with pytest.raises(TypeError):
+        sdax.task_sync_func(stops_itself)
+    with pytest.raises(TypeError):
+        AsyncDagTaskProcessor[None].builder().add_task(AsyncTask("X"), depends_on="A")
+
+    levels = sdax.AsyncTaskProcessor[None].builder()
+    for level, key in enumerate("abc"):
+        levels.add_task(AsyncTask(key, pre_execute=task_func(dependent)), level)
+    analysis = levels.build().analysis
+    barriers = [key for key in analysis.tasks if isinstance(key, sdax.LevelBarrier)]
+    assert (analysis.total_tasks, analysis.nodes, len(barriers)) == (5, 2, 2)
+
+
+def test_the_compat_worker_serialises_with_sdax_plan_data() -> None:
+    """compat/dump_analysis.py loads sdax/plan_data.py by path and prints what it gives."""
+    import sys
+    from pathlib import Path
+
+    from compat.reference import run_json
+    from sdax import AsyncDagTaskProcessor, AsyncTask, task_func
+    from sdax.plan_data import plan_data
+
+    async def step(ctx: object) -> None:
+        pass
+
+    worker = Path(__file__).resolve().parent.parent / "compat" / "dump_analysis.py"
+    spec = [{"name": "A", "phases": "pc", "deps": []}, {"name": "B", "phases": "c", "deps": ["A"]}]
+    [printed] = run_json(sys.executable, worker, [{"how": "builder", "tasks": spec}], ours=True)
+    processor = (
+        AsyncDagTaskProcessor[object]
+        .builder()
+        .add_task(AsyncTask("A", pre_execute=task_func(step), post_execute=task_func(step)))
+        .add_task(AsyncTask("B", post_execute=task_func(step)), depends_on=("A",))
+        .build()
+    )
+    assert printed == plan_data(processor.analysis)
+    assert printed["post_waves"] == [[0, ["B"], []], [1, ["A"], ["B"]]]
