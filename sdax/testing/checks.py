@@ -1,0 +1,227 @@
+"""The built-in invariants every monte-carlo run is checked against, and what they read.
+
+Each check takes a finished `CheckedRun` and returns violation messages
+(an empty list: the run kept the promise). They read the run's log (what
+the wrapped phase functions did, in order), the events its observers heard,
+and what `process_tasks` raised; never the user's context.
+
+- `cleanup_once`: a task whose pre_execute function was entered gets its
+  post_execute exactly once (or a CleanupAbandonedError for it); one whose
+  pre_execute was never entered gets none; a task without a pre_execute at
+  most one.
+- `cleanup_order`: a post_execute starts only after the post_execute of
+  every task that depends on it, directly or not, has ended.
+- `nothing_after_cancel`: once the caller's cancellation was requested, no
+  pre_execute or execute function starts (only cleanup); and the run ends
+  in CancelledError (sdax never swallows it).
+- `failures_reported`: every injected raise is retried or among the run's
+  failures (SdaxExecutionError, RunTimeoutError.failures, or the
+  CancelledError's `__context__`); a phase that hung is never reported ok.
+- `abandoned_reported`: every post_execute the cleanup budget cut short or
+  skipped is a CleanupAbandonedError among the failures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Callable, Hashable
+from typing import Any
+
+from sdax.declarations import PhaseId
+from sdax.errors import CleanupAbandonedError, RunTimeoutError, SdaxExecutionError
+from sdax.graph import TaskGraph
+from sdax.observers import (
+    Notification,
+    PhaseFinished,
+    PhaseOutcome,
+    PhaseRetried,
+    PhaseStarted,
+)
+from sdax.report import RunReport
+from sdax.testing.faults import EXECUTE, HANG, POST, PRE, Fault, RunLog
+
+
+@dataclasses.dataclass
+class CheckedRun:
+    """One finished run, as invariants see it.
+
+    `error` is what `process_tasks` raised (None if it returned); `outcome`
+    names it: "ok", "failed" (SdaxExecutionError), "timed_out"
+    (RunTimeoutError), "cancelled" (the caller's CancelledError), or the
+    type name of anything else. `report` is the run's RunReport (None only
+    if the run was cancelled before it started a phase), `events` what its
+    observers heard, `faults` what was injected, `cancelled` whether the
+    caller's cancellation was requested while the run was going.
+    """
+
+    seed: int
+    ctx: Any
+    error: BaseException | None
+    report: RunReport | None
+    events: list[Notification]
+    faults: tuple[Fault, ...]
+    cancelled: bool
+    log: RunLog
+
+    @property
+    def outcome(self) -> str:
+        return outcome_of(self.error)
+
+    def failures(self) -> list[BaseException]:
+        """Every failure the run reported, as the exception objects raised."""
+        group = failure_group(self.error)
+        return [] if group is None else list(group.leaf_exceptions())
+
+
+def outcome_of(error: BaseException | None) -> str:
+    if error is None:
+        return "ok"
+    if isinstance(error, SdaxExecutionError):
+        return "failed"
+    if isinstance(error, RunTimeoutError):
+        return "timed_out"
+    if isinstance(error, asyncio.CancelledError):
+        return "cancelled"
+    return type(error).__name__
+
+
+def failure_group(error: BaseException | None) -> SdaxExecutionError | None:
+    """Where the run's failures are, whichever way it ended."""
+    if isinstance(error, SdaxExecutionError):
+        return error
+    if isinstance(error, RunTimeoutError):
+        return error.failures
+    if isinstance(error, asyncio.CancelledError):
+        context = error.__context__
+        return context if isinstance(context, SdaxExecutionError) else None
+    return None
+
+
+Check = Callable[[CheckedRun, TaskGraph], list[str]]
+
+
+def cleanup_once(run: CheckedRun, graph: TaskGraph) -> list[str]:
+    entered = {key for what, key, phase, _ in run.log.entries if what == "enter" and phase is PRE}
+    starts: dict[Hashable, int] = {}
+    skipped: set[Hashable] = set()
+    for event in run.events:
+        if isinstance(event, PhaseStarted) and event.phase is POST:
+            starts[event.task] = starts.get(event.task, 0) + 1
+        elif (
+            isinstance(event, PhaseFinished)
+            and event.phase is POST
+            and event.outcome is PhaseOutcome.ABANDONED
+            and event.attempts == 0
+        ):
+            skipped.add(event.task)
+    problems = []
+    for node in graph.nodes:
+        if POST not in node.functions:
+            continue
+        ran = starts.get(node.key, 0) + (node.key in skipped)
+        if PRE not in node.functions:
+            if ran > 1:
+                problems.append(f"post_execute of {node.key!r} started {ran} times")
+        elif node.key in entered and ran != 1:
+            problems.append(
+                f"pre_execute of {node.key!r} was entered, but its post_execute started "
+                f"{ran} times (owed exactly once)"
+            )
+        elif node.key not in entered and ran:
+            problems.append(
+                f"post_execute of {node.key!r} started though its pre_execute was never entered"
+            )
+    return problems
+
+
+def cleanup_order(run: CheckedRun, graph: TaskGraph) -> list[str]:
+    first_enter: dict[Hashable, int] = {}
+    last_exit: dict[Hashable, int] = {}
+    for seq, (what, key, phase, _) in enumerate(run.log.entries):
+        if phase is POST:
+            if what == "enter":
+                first_enter.setdefault(key, seq)
+            else:
+                last_exit[key] = seq
+    problems = []
+    for node in graph.nodes:
+        if node.key not in first_enter:
+            continue
+        for later in _dependents_of(graph, node.index):
+            key = graph.keys[later]
+            if (
+                key in first_enter
+                and not last_exit.get(key, len(run.log.entries)) < first_enter[node.key]
+            ):
+                problems.append(
+                    f"post_execute of {node.key!r} started before the post_execute of "
+                    f"{key!r}, which depends on it, had ended"
+                )
+    return problems
+
+
+def _dependents_of(graph: TaskGraph, start: int) -> set[int]:
+    """Every node that depends on `start`, directly or not."""
+    seen: set[int] = set()
+    stack = list(graph.dependents[start])
+    while stack:
+        node = stack.pop()
+        if node not in seen:
+            seen.add(node)
+            stack.extend(graph.dependents[node])
+    return seen
+
+
+def nothing_after_cancel(run: CheckedRun, graph: TaskGraph) -> list[str]:
+    problems = [
+        f"{phase} of {key!r} (attempt {attempt}) started after the caller's cancellation"
+        for key, phase, attempt in run.log.late
+        if phase in (PRE, EXECUTE)
+    ]
+    if run.cancelled and not isinstance(run.error, asyncio.CancelledError):
+        problems.append(
+            f"the caller was cancelled, but the run ended in {run.outcome} "
+            "instead of CancelledError (the cancellation was swallowed)"
+        )
+    return problems
+
+
+def failures_reported(run: CheckedRun, graph: TaskGraph) -> list[str]:
+    reported = {id(error) for error in run.failures()}
+    reported.update(id(e.error) for e in run.events if isinstance(e, PhaseRetried))
+    problems = [
+        f"injected {fault.kind} in {fault.task!r} {fault.phase} attempt {fault.attempt} "
+        f"was not reported: {error}"
+        for error, fault in run.log.raised
+        if id(error) not in reported
+    ]
+    finished: dict[tuple[Hashable, PhaseId | None], PhaseOutcome] = {
+        (e.task, e.phase): e.outcome for e in run.events if isinstance(e, PhaseFinished)
+    }
+    for fault in run.faults:
+        if fault.kind == HANG and finished.get((fault.task, fault.phase)) is PhaseOutcome.OK:
+            problems.append(f"{fault.phase} of {fault.task!r} hung, yet was reported ok")
+    return problems
+
+
+def abandoned_reported(run: CheckedRun, graph: TaskGraph) -> list[str]:
+    abandoned = {
+        e.task
+        for e in run.events
+        if isinstance(e, PhaseFinished) and e.outcome is PhaseOutcome.ABANDONED
+    }
+    reported = {e.task for e in run.failures() if isinstance(e, CleanupAbandonedError)}
+    return [
+        f"cleanup of {key!r} was abandoned but no CleanupAbandonedError reports it"
+        for key in abandoned - reported
+    ]
+
+
+BUILT_IN: tuple[tuple[str, Check], ...] = (
+    ("cleanup_once", cleanup_once),
+    ("cleanup_order", cleanup_order),
+    ("nothing_after_cancel", nothing_after_cancel),
+    ("failures_reported", failures_reported),
+    ("abandoned_reported", abandoned_reported),
+)

@@ -1,0 +1,397 @@
+"""Monte-carlo testing of a user's processor: seeded faults, many runs, every run checked.
+
+`MonteCarlo(processor, make_ctx, invariants=[...])` wraps the processor
+(`sdax.testing.faults.with_faults`) and runs seeds `seed .. seed+runs-1`,
+`concurrency` at a time, each with a fresh context `make_ctx(seed)`, its
+faults drawn from that seed, and the caller's task cancelled from outside
+at a random point in a share of the runs. Each run is checked against the
+built-in invariants (sdax.testing.checks) and the user's; every violation
+comes with a one-line command that replays its seed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import random
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TextIO, TypeVar
+
+from sdax.observers import (
+    Notification,
+    PhaseFinished,
+    PhaseRetried,
+    PhaseStarted,
+    RunFinished,
+    RunObserver,
+    RunStarted,
+)
+from sdax.processor import AsyncTaskProcessor
+from sdax.report import ReportRecorder
+from sdax.testing.checks import BUILT_IN, CheckedRun
+from sdax.testing.faults import (
+    CANCEL,
+    CURRENT_RUN,
+    KINDS,
+    Fault,
+    FaultRates,
+    RunLog,
+    mark_cancel_requested,
+    with_faults,
+)
+
+T = TypeVar("T")
+
+Invariant = Callable[[CheckedRun], object]
+"""A user invariant: given the finished run, returns None (or True) if it holds, a
+message (or False) if it does not; an exception it raises is a violation too."""
+
+LOOPS = ("asyncio", "uvloop")
+
+
+def new_loop(name: str) -> asyncio.AbstractEventLoop:
+    """A new event loop: "asyncio" (the default loop) or "uvloop" (needs uvloop installed)."""
+    if name == "uvloop":
+        try:
+            import uvloop
+        except ImportError:
+            raise RuntimeError(
+                "loop 'uvloop' needs the uvloop package: pip install 'sdax[uvloop]'"
+            ) from None
+        return uvloop.new_event_loop()
+    if name != "asyncio":
+        raise ValueError(f"loop must be one of {LOOPS}, got {name!r}")
+    return asyncio.new_event_loop()
+
+
+@dataclass(frozen=True)
+class Violation:
+    """A promise a run broke: its seed, which invariant, what happened, how to replay it."""
+
+    seed: int
+    invariant: str
+    message: str
+    replay: str
+
+    def __str__(self) -> str:
+        return f"seed {self.seed}: {self.invariant}: {self.message}"
+
+
+@dataclass
+class MonteCarloResult:
+    """What a monte-carlo session did: runs, faults injected, outcomes and violations."""
+
+    runs: int
+    seed: int
+    loop: str
+    concurrency: int
+    violations: list[Violation] = field(default_factory=list)
+    faults: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
+    outcomes: dict[str, int] = field(default_factory=dict)
+    elapsed: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return not self.violations
+
+    @property
+    def failing_seeds(self) -> list[int]:
+        return sorted({violation.seed for violation in self.violations})
+
+    def summary(self) -> str:
+        """One line: runs, seeds, loop, violations, faults injected and outcomes."""
+        last = self.seed + self.runs - 1
+        faults = ", ".join(f"{kind} {count}" for kind, count in self.faults.items())
+        outcomes = ", ".join(f"{name} {count}" for name, count in sorted(self.outcomes.items()))
+        return (
+            f"sdax.testing: {self.runs} runs (seeds {self.seed}..{last}, {self.loop}, "
+            f"concurrency {self.concurrency}, {self.elapsed:.1f} s): "
+            f"{len(self.violations)} violations in {len(self.failing_seeds)} seeds; "
+            f"faults injected: {faults}; outcomes: {outcomes}"
+        )
+
+
+class _Heard(RunObserver):
+    """Keeps every event of one run, in order."""
+
+    def __init__(self) -> None:
+        self.events: list[Notification] = []
+
+    def run_started(self, event: RunStarted) -> None:
+        self.events.append(event)
+
+    def phase_started(self, event: PhaseStarted) -> None:
+        self.events.append(event)
+
+    def phase_retried(self, event: PhaseRetried) -> None:
+        self.events.append(event)
+
+    def phase_finished(self, event: PhaseFinished) -> None:
+        self.events.append(event)
+
+    def run_finished(self, event: RunFinished) -> None:
+        self.events.append(event)
+
+
+class MonteCarlo(Generic[T]):
+    """Seeded fault runs of one processor, each checked against sdax's promises and yours.
+
+    `processor` is an already built processor (it is not changed: a wrapped
+    copy gets the faults). `make_ctx(seed)` returns a fresh context per run.
+    `invariants` are callables given each finished `CheckedRun` (its `ctx`,
+    `error`, `outcome`, `report`, `events`, `faults`). `timeout`,
+    `cleanup_timeout` and `cleanup_budget` are passed to every
+    `process_tasks` call. `target` is how the command line names this
+    object (`module:attribute`), used in replay commands. A run still going
+    after `hang_after` seconds is reported as a violation ("hung") and left.
+
+    Contract: run `seed + i` (i < runs) gets `make_ctx(seed + i)` and faults
+    drawn from `seed + i` only, so `replay(seed + i)` reruns it alone with the
+    same faults; what depends on the interleaving with concurrent runs or on
+    wall-clock timing may still differ.
+    """
+
+    def __init__(
+        self,
+        processor: AsyncTaskProcessor[T],
+        make_ctx: Callable[[int], T],
+        *,
+        invariants: Sequence[Invariant] = (),
+        faults: FaultRates | None = None,
+        timeout: float | None = None,
+        cleanup_timeout: float | None = None,
+        cleanup_budget: float | None = None,
+        target: str | None = None,
+        hang_after: float = 60.0,
+    ) -> None:
+        if not isinstance(processor, AsyncTaskProcessor):
+            raise TypeError(f"MonteCarlo needs a built processor, got {processor!r}")
+        self.processor = processor
+        self.faulty = with_faults(processor)
+        self.make_ctx = make_ctx
+        self.invariants = tuple(invariants)
+        self.faults = FaultRates() if faults is None else faults
+        self.timeout = timeout
+        self.cleanup_timeout = cleanup_timeout
+        self.cleanup_budget = cleanup_budget
+        self.target = target
+        self.hang_after = hang_after
+
+    # -- entry points -----------------------------------------------------------------
+
+    def run(
+        self,
+        runs: int = 1000,
+        *,
+        seed: int = 0,
+        loop: str = "asyncio",
+        concurrency: int = 8,
+        file: TextIO | None = None,
+    ) -> MonteCarloResult:
+        """Run seeds `seed .. seed+runs-1` on a new event loop of kind `loop`; check each.
+
+        Violations and their replay commands are printed to `file` (default
+        stderr) as they are found. Returns the result; nothing is raised for
+        a violation.
+        """
+        event_loop = new_loop(loop)
+        try:
+            return event_loop.run_until_complete(
+                self.arun(runs, seed=seed, concurrency=concurrency, file=file, loop_name=loop)
+            )
+        finally:
+            event_loop.run_until_complete(event_loop.shutdown_asyncgens())
+            event_loop.close()
+
+    def replay(
+        self, seed: int, *, loop: str = "asyncio", file: TextIO | None = None
+    ) -> MonteCarloResult:
+        """Rerun the one run of `seed`, alone, on a new loop of kind `loop`."""
+        return self.run(1, seed=seed, loop=loop, concurrency=1, file=file)
+
+    async def arun(
+        self,
+        runs: int = 1000,
+        *,
+        seed: int = 0,
+        concurrency: int = 8,
+        file: TextIO | None = None,
+        loop_name: str | None = None,
+    ) -> MonteCarloResult:
+        """As `run`, on the running event loop (`loop_name` only labels the result)."""
+        if runs < 0 or concurrency < 1:
+            raise ValueError(f"need runs >= 0 and concurrency >= 1, got {runs} and {concurrency}")
+        name = loop_name or _loop_name(asyncio.get_running_loop())
+        result = MonteCarloResult(runs=runs, seed=seed, loop=name, concurrency=concurrency)
+        started = time.perf_counter()
+        seeds = iter(range(seed, seed + runs))
+
+        async def worker() -> None:
+            for run_seed in seeds:
+                self._record(result, await self.run_one(run_seed), name, file)
+
+        await asyncio.gather(*(worker() for _ in range(min(concurrency, max(runs, 1)))))
+        result.elapsed = time.perf_counter() - started
+        return result
+
+    def replay_command(self, seed: int, loop: str = "asyncio") -> str:
+        """One line that reruns `seed`: a command if `target` is known, else the call."""
+        if self.target is not None:
+            return f"python -m sdax.testing replay {self.target} --seed {seed} --loop {loop}"
+        return f"MonteCarlo(...).replay({seed}, loop={loop!r})"
+
+    # -- one run ----------------------------------------------------------------------
+
+    async def run_one(self, seed: int) -> tuple[CheckedRun, list[tuple[str, str]]]:
+        """Run seed `seed` once on the running loop; return it and its violations."""
+        loop = asyncio.get_running_loop()
+        log = RunLog(
+            seed,
+            self.faults,
+            run_timeout=self.timeout is not None,
+            cleanup_bound=self.cleanup_timeout is not None or self.cleanup_budget is not None,
+        )
+        ctx = self.make_ctx(seed)
+        recorder, heard = ReportRecorder(), _Heard()
+        scope = contextvars.copy_context()
+        scope.run(CURRENT_RUN.set, log)
+        outcome: list[BaseException | None] = []
+        cancel = _CancelPlan(random.Random(f"sdax.testing:{seed}:cancel"), self.faults)
+
+        async def caller() -> None:
+            cancel.arm(loop, asyncio.current_task(), scope, log)
+            try:
+                await self.faulty.process_tasks(
+                    ctx,
+                    timeout=self.timeout,
+                    cleanup_timeout=self.cleanup_timeout,
+                    cleanup_budget=self.cleanup_budget,
+                    rng=random.Random(seed),
+                    observers=[recorder, heard],
+                    tag=f"seed {seed}",
+                )
+            except BaseException as error:  # every ending is data to check
+                outcome.append(error)
+            else:
+                outcome.append(None)
+            finally:
+                cancel.disarm()
+
+        task = loop.create_task(caller(), context=scope)
+        done, _ = await asyncio.wait({task}, timeout=self.hang_after)
+        run = CheckedRun(
+            seed=seed,
+            ctx=ctx,
+            error=outcome[0] if outcome else None,
+            report=recorder.report,
+            events=heard.events,
+            faults=tuple(log.faults)
+            + ((Fault(CANCEL, None, None, 0, False),) if cancel.fired else ()),
+            cancelled=cancel.fired,
+            log=log,
+        )
+        if not done:
+            cancel.disarm()
+            return run, [("hung", f"the run had not finished after {self.hang_after:g} s")]
+        return run, self._check(run)
+
+    def _check(self, run: CheckedRun) -> list[tuple[str, str]]:
+        graph = self.faulty._graph
+        found = [(name, message) for name, check in BUILT_IN for message in check(run, graph)]
+        for invariant in self.invariants:
+            name = getattr(invariant, "__name__", repr(invariant))
+            try:
+                verdict = invariant(run)
+            except Exception as error:  # a failed assert is the usual way to say no
+                found.append((name, f"{type(error).__name__}: {error}".rstrip(": ")))
+                continue
+            if verdict is False:
+                found.append((name, "returned False"))
+            elif isinstance(verdict, str) and verdict:
+                found.append((name, verdict))
+        return found
+
+    def _record(
+        self,
+        result: MonteCarloResult,
+        checked: tuple[CheckedRun, list[tuple[str, str]]],
+        loop: str,
+        file: TextIO | None,
+    ) -> None:
+        run, found = checked
+        for fault in run.faults:
+            result.faults[fault.kind] = result.faults.get(fault.kind, 0) + 1
+        outcome = "hung" if any(name == "hung" for name, _ in found) else run.outcome
+        result.outcomes[outcome] = result.outcomes.get(outcome, 0) + 1
+        if not found:
+            return
+        replay = self.replay_command(run.seed, loop)
+        for name, message in found:
+            result.violations.append(Violation(run.seed, name, message, replay))
+        out = sys.stderr if file is None else file
+        for name, message in found:
+            print(f"violation: seed {run.seed}: {name}: {message}", file=out)
+        print(f"replay: {replay}", file=out)
+
+
+class _CancelPlan:
+    """Whether and when a run's caller is cancelled from outside, drawn from the run's seed.
+
+    The cancel comes from a loop callback, after a number of loop iterations
+    or after a delay: never from inside a task, so that the run task's
+    context can be marked (phase tasks it creates from then on see it).
+    """
+
+    def __init__(self, rng: random.Random, rates: FaultRates) -> None:
+        self.planned = rng.random() < rates.cancel
+        self.by_iterations = rng.random() < 0.5
+        self.iterations = rng.randrange(0, 60)
+        self.delay = rng.uniform(0, rates.cancel_seconds)
+        self.fired = False
+        self._handle: asyncio.Handle | None = None
+        self._armed = False
+
+    def arm(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        task: asyncio.Task[Any] | None,
+        scope: contextvars.Context,
+        log: RunLog,
+    ) -> None:
+        if not self.planned or task is None:
+            return
+        self._armed = True
+
+        def fire() -> None:
+            if not self._armed:
+                return
+            self._armed = False
+            self.fired = True
+            mark_cancel_requested(scope)
+            task.cancel()
+
+        def step(left: int) -> None:
+            if not self._armed:
+                return
+            if left <= 0:
+                fire()
+            else:
+                self._handle = loop.call_soon(step, left - 1)
+
+        if self.by_iterations:
+            self._handle = loop.call_soon(step, self.iterations)
+        else:
+            self._handle = loop.call_later(self.delay, fire)
+
+    def disarm(self) -> None:
+        self._armed = False
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+
+def _loop_name(loop: asyncio.AbstractEventLoop) -> str:
+    return "uvloop" if type(loop).__module__.startswith("uvloop") else "asyncio"
