@@ -70,3 +70,11 @@ bench-small: $(INSTALLED)
 compat: $(INSTALLED)
 	$(BIN)/python -m compat.compare_analysis
 	$(BIN)/python -m compat.surface
+
+# Monte-carlo test of the README's endpoint through the public sdax.testing API (issue 17):
+# seeded faults, both loops, nonzero exit on any violation.
+.PHONY: integration-montecarlo
+MONTECARLO_SEED ?= 1
+integration-montecarlo: $(INSTALLED)
+	$(BIN)/python -m sdax.testing run examples.montecarlo.endpoint:montecarlo \
+		--runs 2000 --seed $(MONTECARLO_SEED) --loop both --concurrency 64

@@ -117,12 +117,17 @@ class RunLog:
         self.raised: list[tuple[InjectedFault, Fault]] = []
         self.late: list[tuple[Hashable, PhaseId, int]] = []
         self._attempts: dict[tuple[Hashable, PhaseId], int] = {}
+        self.entered = 0  # phase function calls so far
+        self.on_enter: Callable[[int], None] | None = None  # told each call's number
 
     def enter(self, key: Hashable, phase: PhaseId, timed: bool) -> tuple[int, Fault | None]:
         """Log an attempt's start; return its number and the fault it is to suffer."""
         attempt = self._attempts.get((key, phase), 0) + 1
         self._attempts[key, phase] = attempt
         self.entries.append(("enter", key, phase, attempt))
+        self.entered += 1
+        if self.on_enter is not None:
+            self.on_enter(self.entered)
         if phase is not POST and _CANCEL_REQUESTED.get():
             self.late.append((key, phase, attempt))
         return attempt, self.plan(key, phase, attempt, timed)

@@ -171,6 +171,7 @@ class MonteCarlo(Generic[T]):
             raise TypeError(f"MonteCarlo needs a built processor, got {processor!r}")
         self.processor = processor
         self.faulty = with_faults(processor)
+        self._functions = sum(len(node.functions) for node in self.faulty._graph.nodes)
         self.make_ctx = make_ctx
         self.invariants = tuple(invariants)
         self.faults = FaultRates() if faults is None else faults
@@ -259,7 +260,8 @@ class MonteCarlo(Generic[T]):
         scope = contextvars.copy_context()
         scope.run(CURRENT_RUN.set, log)
         outcome: list[BaseException | None] = []
-        cancel = _CancelPlan(random.Random(f"sdax.testing:{seed}:cancel"), self.faults)
+        rng = random.Random(f"sdax.testing:{seed}:cancel")
+        cancel = _CancelPlan(rng, self.faults, self._functions)
 
         async def caller() -> None:
             cancel.arm(loop, asyncio.current_task(), scope, log)
@@ -340,15 +342,19 @@ class MonteCarlo(Generic[T]):
 class _CancelPlan:
     """Whether and when a run's caller is cancelled from outside, drawn from the run's seed.
 
-    The cancel comes from a loop callback, after a number of loop iterations
-    or after a delay: never from inside a task, so that the run task's
-    context can be marked (phase tasks it creates from then on see it).
+    The point is one of: a few loop iterations after the n-th phase function
+    of the run was entered (n up to the number of phase functions, so it
+    lands inside the run), a number of loop iterations from the start, or a
+    delay of up to `FaultRates.cancel_seconds`. The cancel comes from a loop
+    callback, never from inside a task, so that the run task's context can
+    be marked (phase tasks it creates from then on see it).
     """
 
-    def __init__(self, rng: random.Random, rates: FaultRates) -> None:
+    def __init__(self, rng: random.Random, rates: FaultRates, functions: int) -> None:
         self.planned = rng.random() < rates.cancel
-        self.by_iterations = rng.random() < 0.5
-        self.iterations = rng.randrange(0, 60)
+        self.mode = rng.choice(("entry", "entry", "iterations", "delay"))
+        self.entry = rng.randrange(1, max(functions, 1) + 1)
+        self.iterations = rng.randrange(0, 8 if self.mode == "entry" else 40)
         self.delay = rng.uniform(0, rates.cancel_seconds)
         self.fired = False
         self._handle: asyncio.Handle | None = None
@@ -381,7 +387,13 @@ class _CancelPlan:
             else:
                 self._handle = loop.call_soon(step, left - 1)
 
-        if self.by_iterations:
+        def entered(count: int) -> None:
+            if count == self.entry and self._armed:
+                self._handle = loop.call_soon(step, self.iterations)
+
+        if self.mode == "entry":
+            log.on_enter = entered
+        elif self.mode == "iterations":
             self._handle = loop.call_soon(step, self.iterations)
         else:
             self._handle = loop.call_later(self.delay, fire)
