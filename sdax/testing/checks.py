@@ -15,8 +15,10 @@ and what `process_tasks` raised; never the user's context.
   pre_execute or execute function starts (only cleanup); and the run ends
   in CancelledError (sdax never swallows it).
 - `failures_reported`: every injected raise is retried or among the run's
-  failures (SdaxExecutionError, RunTimeoutError.failures, or the
-  CancelledError's `__context__`); a phase that hung is never reported ok.
+  failures (SdaxExecutionError, RunTimeoutError.failures, or those of the
+  CancelledError's `__context__`), or (task group phases only) its attempt
+  was cancelled by sdax while its children were still running; an attempt
+  that hung is never the one reported ok.
 - `abandoned_reported`: every post_execute the cleanup budget cut short or
   skipped is a CleanupAbandonedError among the failures.
 """
@@ -93,9 +95,18 @@ def failure_group(error: BaseException | None) -> SdaxExecutionError | None:
     if isinstance(error, RunTimeoutError):
         return error.failures
     if isinstance(error, asyncio.CancelledError):
+        # The caller's cancellation carries whatever the run would have raised.
         context = error.__context__
-        return context if isinstance(context, SdaxExecutionError) else None
+        if isinstance(context, SdaxExecutionError | RunTimeoutError):
+            return failure_group(context)
     return None
+
+
+def leaves(error: BaseException) -> list[BaseException]:
+    """The exceptions an exception group holds, at any depth (or the error itself)."""
+    if isinstance(error, BaseExceptionGroup):
+        return [leaf for inner in error.exceptions for leaf in leaves(inner)]
+    return [error]
 
 
 Check = Callable[[CheckedRun, TaskGraph], list[str]]
@@ -189,20 +200,45 @@ def nothing_after_cancel(run: CheckedRun, graph: TaskGraph) -> list[str]:
 
 def failures_reported(run: CheckedRun, graph: TaskGraph) -> list[str]:
     reported = {id(error) for error in run.failures()}
-    reported.update(id(e.error) for e in run.events if isinstance(e, PhaseRetried))
+    for event in run.events:
+        if isinstance(event, PhaseRetried):  # a task group's attempt fails with a group
+            reported.update(id(leaf) for leaf in leaves(event.error))
+    # A task group's attempt whose body raised still waits for its children; if sdax
+    # cancels it meanwhile (caller, deadline, sibling failure), it ends cancelled.
+    interrupted = {
+        (e.task, e.phase, e.attempts)
+        for e in run.events
+        if isinstance(e, PhaseFinished) and e.outcome is PhaseOutcome.CANCELLED
+    }
     problems = [
         f"injected {fault.kind} in {fault.task!r} {fault.phase} attempt {fault.attempt} "
         f"was not reported: {error}"
         for error, fault in run.log.raised
         if id(error) not in reported
+        and not (
+            _has_task_group(graph, fault)
+            and (fault.task, fault.phase, fault.attempt) in interrupted
+        )
     ]
-    finished: dict[tuple[Hashable, PhaseId | None], PhaseOutcome] = {
-        (e.task, e.phase): e.outcome for e in run.events if isinstance(e, PhaseFinished)
+    # A hung attempt can never be the one that made its phase ok.
+    ok_attempt: dict[tuple[Hashable, PhaseId | None], int] = {
+        (e.task, e.phase): e.attempts
+        for e in run.events
+        if isinstance(e, PhaseFinished) and e.outcome is PhaseOutcome.OK
     }
     for fault in run.faults:
-        if fault.kind == HANG and finished.get((fault.task, fault.phase)) is PhaseOutcome.OK:
-            problems.append(f"{fault.phase} of {fault.task!r} hung, yet was reported ok")
+        if fault.kind == HANG and ok_attempt.get((fault.task, fault.phase)) == fault.attempt:
+            problems.append(
+                f"{fault.phase} of {fault.task!r} hung in attempt {fault.attempt}, "
+                "yet that attempt was reported ok"
+            )
     return problems
+
+
+def _has_task_group(graph: TaskGraph, fault: Fault) -> bool:
+    node = graph.nodes[graph.index[fault.task]]
+    function = None if fault.phase is None else node.functions.get(fault.phase)
+    return function is not None and function.has_task_group_argument
 
 
 def abandoned_reported(run: CheckedRun, graph: TaskGraph) -> list[str]:

@@ -308,7 +308,8 @@ class MonteCarlo(Generic[T]):
             try:
                 verdict = invariant(run)
             except Exception as error:  # a failed assert is the usual way to say no
-                found.append((name, f"{type(error).__name__}: {error}".rstrip(": ")))
+                first_line = next(iter(str(error).splitlines()), "")
+                found.append((name, f"{type(error).__name__}: {first_line}".rstrip(": ")))
                 continue
             if verdict is False:
                 found.append((name, "returned False"))
