@@ -12,7 +12,8 @@ and what `process_tasks` raised; never the user's context.
 - `cleanup_order`: a post_execute starts only after the post_execute of
   every task that depends on it, directly or not, has ended.
 - `nothing_after_cancel`: once the caller's cancellation was requested, no
-  pre_execute or execute function starts (only cleanup); and the run ends
+  pre_execute or execute function starts (only cleanup), in particular none
+  after sdax reported a phase stopped for the caller; and the run ends
   in CancelledError (sdax never swallows it).
 - `failures_reported`: every injected raise is retried or among the run's
   failures (SdaxExecutionError, RunTimeoutError.failures, or those of the
@@ -30,6 +31,7 @@ import dataclasses
 from collections.abc import Callable, Hashable
 from typing import Any
 
+from sdax.actors.messages import CancelReason
 from sdax.declarations import PhaseId
 from sdax.errors import CleanupAbandonedError, RunTimeoutError, SdaxExecutionError
 from sdax.graph import TaskGraph
@@ -108,6 +110,8 @@ def leaves(error: BaseException) -> list[BaseException]:
         return [leaf for inner in error.exceptions for leaf in leaves(inner)]
     return [error]
 
+
+_FOR_THE_CALLER = CancelReason.CALLER_CANCELLED.value
 
 Check = Callable[[CheckedRun, TaskGraph], list[str]]
 
@@ -190,6 +194,16 @@ def nothing_after_cancel(run: CheckedRun, graph: TaskGraph) -> list[str]:
         for key, phase, attempt in run.log.late
         if phase in (PRE, EXECUTE)
     ]
+    # And once sdax said it stopped a phase for the caller, it starts no forward work.
+    stopping = False
+    for event in run.events:
+        if isinstance(event, PhaseFinished) and event.cancel_reason == _FOR_THE_CALLER:
+            stopping = True
+        elif stopping and isinstance(event, PhaseStarted) and event.phase is not POST:
+            problems.append(
+                f"{event.phase} of {event.task!r} started after sdax stopped work "
+                "for the caller's cancellation"
+            )
     if run.cancelled and not isinstance(run.error, asyncio.CancelledError):
         problems.append(
             f"the caller was cancelled, but the run ended in {run.outcome} "
