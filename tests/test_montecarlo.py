@@ -173,7 +173,7 @@ async def test_the_printed_replay_line_reproduces_the_same_violation() -> None:
     )  # fmt: skip
     assert replayed.returncode == 1, replayed.stderr
     assert f"violation: seed {first.seed}: {first.invariant}: {first.message}\n" in replayed.stdout
-    assert " 1 violations in 1 seeds;" in replayed.stdout
+    assert " 1 violation in 1 seed;" in replayed.stdout
 
 
 async def test_a_broken_user_invariant_is_reported_whichever_way_it_says_no() -> None:
@@ -445,7 +445,7 @@ def test_run_makes_its_own_loop_and_replay_reruns_one_seed() -> None:
     result = CLEAN.run(20, seed=4, concurrency=4, file=io.StringIO())
     assert isinstance(result, MonteCarloResult)
     assert (result.runs, result.loop, result.passed) == (20, "asyncio", True)
-    assert CLEAN.replay(9).summary().startswith("sdax.testing: 1 runs (seeds 9..9, asyncio, ")
+    assert CLEAN.replay(9).summary().startswith("sdax.testing: 1 run (seeds 9..9, asyncio, ")
 
 
 def test_the_shuffles_are_still_importable_from_sdax_testing() -> None:

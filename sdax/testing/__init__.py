@@ -28,13 +28,8 @@ from sdax.testing.faults import (
     InjectedRetryableFault,
     with_faults,
 )
-from sdax.testing.montecarlo import (
-    Invariant,
-    MonteCarlo,
-    MonteCarloResult,
-    Violation,
-    new_loop,
-)
+from sdax.testing.montecarlo import Invariant, MonteCarlo, new_loop
+from sdax.testing.results import MonteCarloResult, Violation
 from sdax.testing.shuffle import ShuffledLoop, shuffled_release
 
 __all__ = [

@@ -195,6 +195,72 @@ def mark_cancel_requested(run_context: contextvars.Context) -> None:
     run_context.run(_CANCEL_REQUESTED.set, True)
 
 
+class CancelPlan:
+    """Whether and when a run's caller is cancelled from outside, drawn from the run's seed.
+
+    The point is one of: a few loop iterations after the n-th phase function
+    of the run was entered (n up to the number of phase functions, so it
+    lands inside the run), a number of loop iterations from the start, or a
+    delay of up to `FaultRates.cancel_seconds`. The cancel comes from a loop
+    callback, never from inside a task, so that the run task's context can
+    be marked (phase tasks it creates from then on see it).
+    """
+
+    def __init__(self, rng: random.Random, rates: FaultRates, functions: int) -> None:
+        self.planned = rng.random() < rates.cancel
+        self.mode = rng.choice(("entry", "entry", "iterations", "delay"))
+        self.entry = rng.randrange(1, max(functions, 1) + 1)
+        self.iterations = rng.randrange(0, 8 if self.mode == "entry" else 40)
+        self.delay = rng.uniform(0, rates.cancel_seconds)
+        self.fired = False
+        self._handle: asyncio.Handle | None = None
+        self._armed = False
+
+    def arm(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        task: asyncio.Task[Any] | None,
+        scope: contextvars.Context,
+        log: RunLog,
+    ) -> None:
+        if not self.planned or task is None:
+            return
+        self._armed = True
+
+        def fire() -> None:
+            if not self._armed:
+                return
+            self._armed = False
+            self.fired = True
+            mark_cancel_requested(scope)
+            task.cancel()
+
+        def step(left: int) -> None:
+            if not self._armed:
+                return
+            if left <= 0:
+                fire()
+            else:
+                self._handle = loop.call_soon(step, left - 1)
+
+        def entered(count: int) -> None:
+            if count == self.entry and self._armed:
+                self._handle = loop.call_soon(step, self.iterations)
+
+        if self.mode == "entry":
+            log.on_enter = entered
+        elif self.mode == "iterations":
+            self._handle = loop.call_soon(step, self.iterations)
+        else:
+            self._handle = loop.call_later(self.delay, fire)
+
+    def disarm(self) -> None:
+        self._armed = False
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+
 def with_faults(processor: AsyncTaskProcessor[T]) -> AsyncTaskProcessor[T]:
     """A processor like `processor` whose phase functions suffer the current run's faults.
 

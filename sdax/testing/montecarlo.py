@@ -17,8 +17,7 @@ import random
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Generic, TextIO, TypeVar
+from typing import Generic, TextIO, TypeVar
 
 from sdax.observers import (
     Notification,
@@ -35,13 +34,13 @@ from sdax.testing.checks import BUILT_IN, CheckedRun
 from sdax.testing.faults import (
     CANCEL,
     CURRENT_RUN,
-    KINDS,
+    CancelPlan,
     Fault,
     FaultRates,
     RunLog,
-    mark_cancel_requested,
     with_faults,
 )
+from sdax.testing.results import MonteCarloResult, Violation
 
 T = TypeVar("T")
 
@@ -67,58 +66,11 @@ def new_loop(name: str) -> asyncio.AbstractEventLoop:
     return asyncio.new_event_loop()
 
 
-@dataclass(frozen=True)
-class Violation:
-    """A promise a run broke: its seed, which invariant, what happened, how to replay it."""
-
-    seed: int
-    invariant: str
-    message: str
-    replay: str
-
-    def __str__(self) -> str:
-        return f"seed {self.seed}: {self.invariant}: {self.message}"
-
-
-@dataclass
-class MonteCarloResult:
-    """What a monte-carlo session did: runs, faults injected, outcomes and violations."""
-
-    runs: int
-    seed: int
-    loop: str
-    concurrency: int
-    violations: list[Violation] = field(default_factory=list)
-    faults: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
-    outcomes: dict[str, int] = field(default_factory=dict)
-    elapsed: float = 0.0
-
-    @property
-    def passed(self) -> bool:
-        return not self.violations
-
-    @property
-    def failing_seeds(self) -> list[int]:
-        return sorted({violation.seed for violation in self.violations})
-
-    def summary(self) -> str:
-        """One line: runs, seeds, loop, violations, faults injected and outcomes."""
-        last = self.seed + self.runs - 1
-        faults = ", ".join(f"{kind} {count}" for kind, count in self.faults.items())
-        outcomes = ", ".join(f"{name} {count}" for name, count in sorted(self.outcomes.items()))
-        return (
-            f"sdax.testing: {self.runs} runs (seeds {self.seed}..{last}, {self.loop}, "
-            f"concurrency {self.concurrency}, {self.elapsed:.1f} s): "
-            f"{len(self.violations)} violations in {len(self.failing_seeds)} seeds; "
-            f"faults injected: {faults}; outcomes: {outcomes}"
-        )
-
-
 class _Heard(RunObserver):
     """Keeps every event of one run, in order."""
 
-    def __init__(self) -> None:
-        self.events: list[Notification] = []
+    def __init__(self, events: list[Notification]) -> None:
+        self.events = events
 
     def run_started(self, event: RunStarted) -> None:
         self.events.append(event)
@@ -249,56 +201,48 @@ class MonteCarlo(Generic[T]):
     async def run_one(self, seed: int) -> tuple[CheckedRun, list[tuple[str, str]]]:
         """Run seed `seed` once on the running loop; return it and its violations."""
         loop = asyncio.get_running_loop()
-        log = RunLog(
-            seed,
-            self.faults,
-            run_timeout=self.timeout is not None,
-            cleanup_bound=self.cleanup_timeout is not None or self.cleanup_budget is not None,
-        )
-        ctx = self.make_ctx(seed)
-        recorder, heard = ReportRecorder(), _Heard()
+        bound = self.cleanup_timeout is not None or self.cleanup_budget is not None
+        log = RunLog(seed, self.faults, run_timeout=self.timeout is not None, cleanup_bound=bound)
+        run = CheckedRun(seed, self.make_ctx(seed), None, None, [], (), False, log)
+        # The caller's task runs in a context of its own: the phase functions find the
+        # run's log there, and a cancel from outside is marked there.
         scope = contextvars.copy_context()
         scope.run(CURRENT_RUN.set, log)
-        outcome: list[BaseException | None] = []
-        rng = random.Random(f"sdax.testing:{seed}:cancel")
-        cancel = _CancelPlan(rng, self.faults, self._functions)
-
-        async def caller() -> None:
-            cancel.arm(loop, asyncio.current_task(), scope, log)
-            try:
-                await self.faulty.process_tasks(
-                    ctx,
-                    timeout=self.timeout,
-                    cleanup_timeout=self.cleanup_timeout,
-                    cleanup_budget=self.cleanup_budget,
-                    rng=random.Random(seed),
-                    observers=[recorder, heard],
-                    tag=f"seed {seed}",
-                )
-            except BaseException as error:  # every ending is data to check
-                outcome.append(error)
-            else:
-                outcome.append(None)
-            finally:
-                cancel.disarm()
-
-        task = loop.create_task(caller(), context=scope)
+        cancel = CancelPlan(
+            random.Random(f"sdax.testing:{seed}:cancel"), self.faults, self._functions
+        )
+        task = loop.create_task(self._caller(run, cancel, scope), context=scope)
         done, _ = await asyncio.wait({task}, timeout=self.hang_after)
-        run = CheckedRun(
-            seed=seed,
-            ctx=ctx,
-            error=outcome[0] if outcome else None,
-            report=recorder.report,
-            events=heard.events,
-            faults=tuple(log.faults)
-            + ((Fault(CANCEL, None, None, 0, False),) if cancel.fired else ()),
-            cancelled=cancel.fired,
-            log=log,
+        cancel.disarm()
+        run.cancelled = cancel.fired
+        run.faults = tuple(log.faults) + (
+            (Fault(CANCEL, None, None, 0, False),) if cancel.fired else ()
         )
         if not done:
-            cancel.disarm()
             return run, [("hung", f"the run had not finished after {self.hang_after:g} s")]
         return run, self._check(run)
+
+    async def _caller(
+        self, run: CheckedRun, cancel: CancelPlan, scope: contextvars.Context
+    ) -> None:
+        """What the user's caller does: await the run; here, keep however it ended."""
+        recorder, heard = ReportRecorder(), _Heard(run.events)
+        cancel.arm(asyncio.get_running_loop(), asyncio.current_task(), scope, run.log)
+        try:
+            await self.faulty.process_tasks(
+                run.ctx,
+                timeout=self.timeout,
+                cleanup_timeout=self.cleanup_timeout,
+                cleanup_budget=self.cleanup_budget,
+                rng=random.Random(run.seed),
+                observers=[recorder, heard],
+                tag=f"seed {run.seed}",
+            )
+        except BaseException as error:  # every ending is data to check
+            run.error = error
+        finally:
+            cancel.disarm()
+            run.report = recorder.report
 
     def _check(self, run: CheckedRun) -> list[tuple[str, str]]:
         graph = self.faulty._graph
@@ -338,72 +282,6 @@ class MonteCarlo(Generic[T]):
         for name, message in found:
             print(f"violation: seed {run.seed}: {name}: {message}", file=out)
         print(f"replay: {replay}", file=out)
-
-
-class _CancelPlan:
-    """Whether and when a run's caller is cancelled from outside, drawn from the run's seed.
-
-    The point is one of: a few loop iterations after the n-th phase function
-    of the run was entered (n up to the number of phase functions, so it
-    lands inside the run), a number of loop iterations from the start, or a
-    delay of up to `FaultRates.cancel_seconds`. The cancel comes from a loop
-    callback, never from inside a task, so that the run task's context can
-    be marked (phase tasks it creates from then on see it).
-    """
-
-    def __init__(self, rng: random.Random, rates: FaultRates, functions: int) -> None:
-        self.planned = rng.random() < rates.cancel
-        self.mode = rng.choice(("entry", "entry", "iterations", "delay"))
-        self.entry = rng.randrange(1, max(functions, 1) + 1)
-        self.iterations = rng.randrange(0, 8 if self.mode == "entry" else 40)
-        self.delay = rng.uniform(0, rates.cancel_seconds)
-        self.fired = False
-        self._handle: asyncio.Handle | None = None
-        self._armed = False
-
-    def arm(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        task: asyncio.Task[Any] | None,
-        scope: contextvars.Context,
-        log: RunLog,
-    ) -> None:
-        if not self.planned or task is None:
-            return
-        self._armed = True
-
-        def fire() -> None:
-            if not self._armed:
-                return
-            self._armed = False
-            self.fired = True
-            mark_cancel_requested(scope)
-            task.cancel()
-
-        def step(left: int) -> None:
-            if not self._armed:
-                return
-            if left <= 0:
-                fire()
-            else:
-                self._handle = loop.call_soon(step, left - 1)
-
-        def entered(count: int) -> None:
-            if count == self.entry and self._armed:
-                self._handle = loop.call_soon(step, self.iterations)
-
-        if self.mode == "entry":
-            log.on_enter = entered
-        elif self.mode == "iterations":
-            self._handle = loop.call_soon(step, self.iterations)
-        else:
-            self._handle = loop.call_later(self.delay, fire)
-
-    def disarm(self) -> None:
-        self._armed = False
-        if self._handle is not None:
-            self._handle.cancel()
-            self._handle = None
 
 
 def _loop_name(loop: asyncio.AbstractEventLoop) -> str:
