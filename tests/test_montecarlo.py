@@ -406,20 +406,26 @@ def test_the_command_line_passes_a_clean_processor_on_both_loops() -> None:
     assert re.match(r"sdax\.testing: 50 runs \(seeds 0\.\.49, uvloop, concurrency 8, ", lines[1])
 
 
-def test_the_command_line_takes_a_processor_with_its_ctx_factory_and_invariants() -> None:
+def test_the_command_line_takes_a_processor_with_its_ctx_factory_invariants_and_rates() -> None:
     done = run_cli(
         "run", "tests.test_montecarlo:leaky_endpoint", "--ctx", "tests.test_montecarlo:Resource",
         "--invariant", "tests.test_montecarlo:every_connection_closed", "--runs", "100",
+        "--faults", "raise_error=0.2,hang=0,slow=0,cancel=0",
     )  # fmt: skip
     assert done.returncode == 1
-    seed = re.search(r"^violation: seed (\d+): every_connection_closed: ", done.stdout, re.M)
-    assert seed is not None
-    assert (
-        f"replay: python -m sdax.testing replay tests.test_montecarlo:leaky_endpoint "
+    found = re.search(r"^violation: seed (\d+): every_connection_closed: (.*)$", done.stdout, re.M)
+    assert found is not None
+    seed, message = found.groups()
+    replay = (
+        f"python -m sdax.testing replay tests.test_montecarlo:leaky_endpoint "
         f"--ctx tests.test_montecarlo:Resource "
-        f"--invariant tests.test_montecarlo:every_connection_closed --seed {seed[1]} "
-        "--loop asyncio\n"
-    ) in done.stdout
+        f"--invariant tests.test_montecarlo:every_connection_closed "
+        f"--faults raise_error=0.2,hang=0,slow=0,cancel=0 --seed {seed} --loop asyncio"
+    )
+    assert f"replay: {replay}\n" in done.stdout
+    again = run_cli(*replay.split()[3:])
+    assert again.returncode == 1
+    assert f"violation: seed {seed}: every_connection_closed: {message}\n" in again.stdout
 
 
 def leaky_endpoint() -> AsyncTaskProcessor[Resource]:
@@ -433,6 +439,9 @@ def leaky_endpoint() -> AsyncTaskProcessor[Resource]:
         (["run", "tests.test_montecarlo:nothing"], "no attribute 'nothing'"),
         (["run", "tests.test_montecarlo:leaky_endpoint"], "name its make_ctx(seed) with --ctx"),
         (["run", "tests.test_montecarlo"], "expected MODULE:ATTR"),
+        (["run", "tests.test_montecarlo:CLEAN", "--faults", "bogus=1"], "unexpected keyword"),
+        (["run", "tests.test_montecarlo:CLEAN", "--faults", "hang=2"], "is a probability"),
+        (["run", "tests.test_montecarlo:CLEAN", "--faults", "hang"], "expected NAME=RATE"),
     ],
 )
 def test_the_command_line_says_what_is_wrong_with_a_target(argv: list[str], message: str) -> None:

@@ -7,8 +7,9 @@
 MODULE:ATTR names a `sdax.testing.MonteCarlo` (or a function of no
 arguments returning one). Or it names a processor (or a builder, or a
 function returning either) and `--ctx MODULE:ATTR` names `make_ctx(seed)`;
-`--invariant MODULE:ATTR` (repeatable) adds an invariant. Each violation is
-printed with a one-line replay command; then one summary line per loop.
+`--invariant MODULE:ATTR` (repeatable) adds an invariant, and `--faults
+raise_error=0.2,cancel=0` overrides fields of its FaultRates. Each violation
+is printed with a one-line replay command; then one summary line per loop.
 
 Exit status: 0 if no run violated an invariant; 1 otherwise; 2 for bad
 arguments or a target that cannot be used.
@@ -17,6 +18,7 @@ arguments or a target that cannot be used.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -39,6 +41,10 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument(
             "--invariant", metavar="MODULE:ATTR", action="append", default=[],
             help="an invariant(run) to check too (repeatable)",
+        )  # fmt: skip
+        sub.add_argument(
+            "--faults", metavar="NAME=RATE,...", type=_rates, default={},
+            help="override FaultRates fields, e.g. raise_error=0.2,cancel=0",
         )  # fmt: skip
     run.add_argument("--runs", type=int, default=1000, help="number of runs (default 1000)")
     run.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
@@ -95,12 +101,35 @@ def _montecarlo(args: argparse.Namespace) -> MonteCarlo[Any]:
         found = MonteCarlo(found, _load(args.ctx), invariants=invariants)
     else:
         raise _Usage(f"{args.target} is neither a MonteCarlo nor a processor: {found!r}")
+    if args.faults:
+        try:
+            found.faults = dataclasses.replace(found.faults, **args.faults)
+        except (TypeError, ValueError) as error:
+            raise _Usage(f"--faults: {error}") from None
     found.target = " ".join(
         [args.target]
         + ([f"--ctx {args.ctx}"] if args.ctx else [])
         + [f"--invariant {target}" for target in args.invariant]
+        + ([f"--faults {_rates_text(args.faults)}"] if args.faults else [])
     )
     return found
+
+
+def _rates(text: str) -> dict[str, float]:
+    rates = {}
+    for pair in filter(None, text.split(",")):
+        name, equals, value = pair.partition("=")
+        try:
+            rates[name.strip()] = float(value)
+        except ValueError:
+            equals = ""
+        if not equals:
+            raise argparse.ArgumentTypeError(f"expected NAME=RATE, got {pair!r}")
+    return rates
+
+
+def _rates_text(rates: dict[str, float]) -> str:
+    return ",".join(f"{name}={value:g}" for name, value in rates.items())
 
 
 def _load(target: str) -> Any:
