@@ -378,6 +378,19 @@ async def test_a_silent_abandoned_cleanup_breaks_abandoned_reported() -> None:
     ]
 
 
+async def test_real_runs_of_a_graph_that_forgets_an_owed_cleanup_break_cleanup_once() -> None:
+    montecarlo = MonteCarlo(chain(), Resource, faults=FaultRates.none())
+    graph = montecarlo.faulty._graph  # as a buggy sdax would see it: A owes nothing
+    buggy = dataclasses.replace(graph, has_post=(False, *graph.has_post[1:]))
+    montecarlo.faulty = AsyncDagTaskProcessor(buggy)
+    result = await montecarlo.arun(10, seed=0, concurrency=2, file=io.StringIO())
+    assert {(v.invariant, v.message) for v in result.violations} == {
+        ("cleanup_once", "pre_execute of 'A' was entered, but its post_execute started 0 times "
+                         "(owed exactly once)")
+    }  # fmt: skip
+    assert result.failing_seeds == list(range(10))
+
+
 async def test_budgets_deadlines_and_post_hangs_keep_the_built_in_invariants() -> None:
     rates = FaultRates(raise_error=0.2, hang=0.1, slow=0.1, cancel=0.3, post_hang=0.3)
     for options in ({"timeout": 0.05}, {"cleanup_budget": 0.01}, {"cleanup_timeout": 0.01}):
