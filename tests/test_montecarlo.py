@@ -367,6 +367,25 @@ async def test_an_injected_failure_nobody_reported_breaks_failures_reported() ->
     }
 
 
+async def test_a_raised_failure_missing_from_the_report_breaks_failures_reported() -> None:
+    montecarlo = MonteCarlo(
+        chain(timeout=1.0), Resource, faults=FaultRates(raise_error=1, hang=0, slow=0, cancel=0)
+    )
+    run, problems = await montecarlo.run_one(0)  # A's pre raises, and then its post
+    assert problems == []
+    (error, fault), _ = run.log.raised
+    assert (fault.task, fault.phase) == ("A", PhaseId.PRE_EXEC)
+    assert error in run.failures()
+    assert run.report is not None
+    run.report.phase(fault.task, fault.phase).error = None
+    assert broken(montecarlo, run) == {
+        "failures_reported": [
+            f"injected {fault.kind} in 'A' pre_execute attempt 1 was raised but is not the "
+            "error in the run's report"
+        ]
+    }
+
+
 async def test_a_silent_abandoned_cleanup_breaks_abandoned_reported() -> None:
     run, montecarlo = await clean_run()
     run.events.append(

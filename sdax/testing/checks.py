@@ -18,8 +18,9 @@ and what `process_tasks` raised; never the user's context.
 - `failures_reported`: every injected raise is retried or among the run's
   failures (SdaxExecutionError, RunTimeoutError.failures, or those of the
   CancelledError's `__context__`), or (task group phases only) its attempt
-  was cancelled by sdax while its children were still running; an attempt
-  that hung is never the one reported ok.
+  was cancelled by sdax while its children were still running; one among
+  the failures is also its phase's error in the RunReport; an attempt that
+  hung is never the one reported ok.
 - `abandoned_reported`: every post_execute the cleanup budget cut short or
   skipped is a CleanupAbandonedError among the failures.
 """
@@ -234,6 +235,19 @@ def failures_reported(run: CheckedRun, graph: TaskGraph) -> list[str]:
             and (fault.task, fault.phase, fault.attempt) in interrupted
         )
     ]
+    # A failure the run raised is in its report too, on its task's phase.
+    failed = {id(error) for error in run.failures()}
+    for error, fault in run.log.raised:
+        if run.report is None or fault.phase is None or id(error) not in failed:
+            continue
+        if _has_task_group(graph, fault):
+            continue  # a task group's phase reports the group its children's errors form
+        entry = run.report.phase(fault.task, fault.phase)
+        if entry.error is None or entry.error.message != str(error):
+            problems.append(
+                f"injected {fault.kind} in {fault.task!r} {fault.phase} attempt "
+                f"{fault.attempt} was raised but is not the error in the run's report"
+            )
     # A hung attempt can never be the one that made its phase ok.
     ok_attempt: dict[tuple[Hashable, PhaseId | None], int] = {
         (e.task, e.phase): e.attempts
