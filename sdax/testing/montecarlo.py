@@ -219,7 +219,7 @@ class MonteCarlo(Generic[T]):
             (Fault(CANCEL, None, None, 0, False),) if cancel.fired else ()
         )
         if not done:
-            return run, [("hung", f"the run had not finished after {self.hang_after:g} s")]
+            return run, [("hung", self._hung_message())]
         return run, self._check(run)
 
     async def _caller(
@@ -243,6 +243,12 @@ class MonteCarlo(Generic[T]):
         finally:
             cancel.disarm()
             run.report = recorder.report
+
+    def _hung_message(self) -> str:
+        message = f"the run had not finished after {self.hang_after:g} s (it is left running)"
+        if self.cleanup_budget is None:
+            message += "; a cleanup that never ends holds its run: see cleanup_budget"
+        return message
 
     def _check(self, run: CheckedRun) -> list[tuple[str, str]]:
         graph = self.faulty._graph
