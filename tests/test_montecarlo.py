@@ -24,11 +24,16 @@ import pytest
 from sdax import (
     AsyncDagTaskProcessor,
     AsyncTaskProcessor,
+    Limit,
     PhaseFinished,
     PhaseId,
     PhaseOutcome,
     PhaseStarted,
+    SdaxTaskGroup,
     task_func,
+    task_group_func,
+    task_sync_func,
+    task_thread_func,
 )
 from sdax import AsyncTask as Task
 from sdax.testing import (
@@ -417,6 +422,52 @@ async def test_budgets_deadlines_and_post_hangs_keep_the_built_in_invariants() -
         result = await montecarlo.arun(100, seed=7, concurrency=16, file=io.StringIO())
         assert result.violations == [], options
         assert result.faults["hang"] > 0
+
+
+async def group_step(ctx: Resource, group: SdaxTaskGroup) -> None:
+    group.create_task(asyncio.sleep(0))
+    await asyncio.sleep(0)
+
+
+def count(ctx: Resource) -> None:
+    ctx.opened += 0  # a quick plain function: nothing to acquire
+
+
+def varied() -> AsyncTaskProcessor[Resource]:
+    """Every kind of phase function, a limit, a run cap, a post-only task in the middle."""
+    limit = Limit("db", 2)
+    return (
+        AsyncDagTaskProcessor[Resource].builder()
+        .add_task(Task("R", pre_execute=task_func(open_resource, timeout=0.05, retries=2,
+                                                  initial_delay=0),
+                       post_execute=task_func(close_resource)))
+        .add_task(Task("G", pre_execute=task_group_func(group_step, timeout=0.05, retries=1,
+                                                        initial_delay=0),
+                       execute=task_func(step, limits=[limit]),
+                       post_execute=task_func(step, retries=1, initial_delay=0)),
+                  depends_on=("R",))
+        .add_task(Task("S", pre_execute=task_sync_func(count), post_execute=task_sync_func(count)),
+                  depends_on=("R",))
+        .add_task(Task("T", pre_execute=task_thread_func(count, timeout=0.5),
+                       execute=task_func(step, timeout=0.05)), depends_on=("S",))
+        .add_task(Task("P", post_execute=task_func(step)), depends_on=("G", "T"))
+        .add_task(Task("Q", pre_execute=task_func(step, timeout=0.05),
+                       post_execute=task_func(step)), depends_on=("P",))
+        .build(max_concurrency=3)
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "options", [{}, {"timeout": 0.1, "cleanup_budget": 0.03, "cleanup_timeout": 0.01}]
+)
+async def test_every_kind_of_phase_function_keeps_the_built_in_invariants(
+    options: dict[str, float],
+) -> None:
+    rates = FaultRates(raise_error=0.1, hang=0.1, slow=0.1, cancel=0.3, post_hang=0.1)
+    montecarlo = MonteCarlo(varied(), Resource, faults=rates, **options)  # type: ignore[arg-type]
+    result = await montecarlo.arun(200, seed=100, concurrency=20, file=io.StringIO())
+    assert result.violations == []
+    assert all(result.faults[kind] > 0 for kind in ("raise", "hang", "slow", "cancel"))
 
 
 # ------------------------------------------------------------------ the command line
