@@ -85,3 +85,11 @@ integration-worker: $(INSTALLED)
 	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[examples]'
 	PYTHONPATH=. timeout 300 $(BIN)/python -m examples.worker.drive --completion-wait 1 $(WORKER_ARGS)
 	PYTHONPATH=. timeout 300 $(BIN)/python -m examples.worker.drive --completion-wait 0 $(WORKER_ARGS)
+
+# Monte-carlo test of the README's endpoint through the public sdax.testing API (issue 17):
+# seeded faults, both loops, nonzero exit on any violation.
+.PHONY: integration-montecarlo
+MONTECARLO_SEED ?= 1
+integration-montecarlo: $(INSTALLED)
+	$(BIN)/python -m sdax.testing run examples.montecarlo.endpoint:montecarlo \
+		--runs 2000 --seed $(MONTECARLO_SEED) --loop both --concurrency 64

@@ -13,12 +13,12 @@ samples are flat); 1 otherwise; 2 for bad arguments.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
 import time
 from collections.abc import Sequence
 
+from sdax.testing import new_loop
 from stress.report import Progress, print_report
 from stress.runner import StressConfig, run_stress
 
@@ -68,18 +68,10 @@ def _config(args: argparse.Namespace) -> StressConfig:
     return config
 
 
-def _new_loop(loop_name: str) -> asyncio.AbstractEventLoop:
-    if loop_name == "uvloop":
-        import uvloop
-
-        return uvloop.new_event_loop()
-    return asyncio.new_event_loop()
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     config = _config(args)
-    loop = _new_loop(config.loop_name)
+    loop = new_loop(config.loop_name)
     started = time.perf_counter()
     # run_stress awaits every run in a task that catches whatever the run raises,
     # so nothing escapes the loop (InjectedFatal is not KeyboardInterrupt/SystemExit).

@@ -1,6 +1,4 @@
-"""Helpers for testing code that uses sdax (and sdax itself).
-
-Two seeded shuffles, so that tests cannot come to rely on an order nobody
+"""Two seeded shuffles, so that tests cannot come to rely on an order nobody
 promised while a failing seed still replays exactly:
 
 - `shuffled_release(seed)` makes every run started inside it release each
