@@ -70,3 +70,21 @@ bench-small: $(INSTALLED)
 compat: $(INSTALLED)
 	$(BIN)/python -m compat.compare_analysis
 	$(BIN)/python -m compat.surface
+
+# The README's endpoint as a service (examples/service, issue 17): uvicorn --loop uvloop,
+# aiosqlite. `make service SERVICE_PORT=8001` serves it; `make integration-service` starts
+# it as a child on a free port and checks it under load, disconnects and SIGTERM.
+.PHONY: service integration-service
+SERVICE_PORT ?= 8000
+EXAMPLES := $(VENV)/.installed-examples
+
+$(EXAMPLES): $(INSTALLED) pyproject.toml
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev,examples]'
+	touch $(EXAMPLES)
+
+service: $(EXAMPLES)
+	$(BIN)/python -m uvicorn --factory examples.service.app:create_app --loop uvloop \
+		--host 127.0.0.1 --port $(SERVICE_PORT)
+
+integration-service: $(EXAMPLES)
+	$(BIN)/python -m examples.service.loadtest $(SERVICE_LOADTEST_ARGS)
