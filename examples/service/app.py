@@ -3,7 +3,8 @@
     GET /profile/{user_id}              the endpoint, run by one shared sdax processor
     GET /handwritten/profile/{user_id}  the same work, orchestrated by hand (TaskGroup)
     GET /stats                          connections opened/closed, outcomes, runs in flight
-    GET /debug/in-fetch/{request_id}    answers once that request's slow fetch has begun
+    GET /debug/in-fetch/{request_id}    answers once that request is in its slow fetch (408 if
+                                        it is not within ?timeout=s, default 10)
 
 Serve it with `make service` (uvicorn --loop uvloop --factory examples.service.app:create_app).
 
@@ -232,6 +233,7 @@ async def fetch_profile(call: Call) -> None:
             await asyncio.sleep(call.faults.fetch_ms / 1000)
         finally:
             service.fetching -= 1
+            service.fetch_started.pop(call.request_id, None)  # keeps the map small
     assert call.connection is not None
     async with call.connection.execute(
         "SELECT name, bio FROM users JOIN profiles ON profiles.user_id = users.id"
