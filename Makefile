@@ -73,22 +73,40 @@ compat: $(INSTALLED)
 	$(BIN)/python -m compat.compare_analysis
 	$(BIN)/python -m compat.surface
 
-# The arq worker on a real redis-server (examples/worker/, issue 17): 2,000 jobs with
-# faults, a SIGTERM mid-way and a restart, every job checked; once with arq's
-# job_completion_wait at 1 s, once at 0 (arq's default: the SIGTERM cancels every job).
-# Needs root for apt-get when redis-server is missing; each run starts its own server
-# on 127.0.0.1 on a free port, as a child, and stops it.
-.PHONY: integration-worker
-integration-worker: $(INSTALLED)
+# Real components (issue 17), each started by its target as a child on 127.0.0.1 on a
+# free port and stopped again; every load bounded in count and time. CI runs all three.
+.PHONY: integration service integration-service integration-worker integration-montecarlo
+integration: integration-service integration-worker integration-montecarlo
+
+# What examples/ needs (uvicorn, starlette, aiosqlite, httpx, arq), once per venv.
+EXAMPLES := $(VENV)/.installed-examples
+$(EXAMPLES): $(INSTALLED) pyproject.toml
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev,examples]'
+	touch $(EXAMPLES)
+
+# The README's endpoint as a service (examples/service): uvicorn --loop uvloop, aiosqlite.
+# `make service SERVICE_PORT=8001` serves it; `make integration-service` starts it as a
+# child and checks it under load with faults, client disconnects and a SIGTERM.
+SERVICE_PORT ?= 8000
+service: $(EXAMPLES)
+	$(BIN)/python -m uvicorn --factory examples.service.app:create_app --loop uvloop \
+		--host 127.0.0.1 --port $(SERVICE_PORT)
+
+integration-service: $(EXAMPLES)
+	$(BIN)/python -m examples.service.loadtest $(SERVICE_LOADTEST_ARGS)
+
+# The arq worker on a real redis-server (examples/worker/): 2,000 jobs with faults, a
+# SIGTERM mid-way and a restart, every job checked; once with arq's job_completion_wait
+# at 1 s, once at 0 (arq's default: the SIGTERM cancels every job). Needs root for
+# apt-get when redis-server is missing.
+integration-worker: $(EXAMPLES)
 	command -v redis-server >/dev/null 2>&1 || \
 	  (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server)
-	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[examples]'
 	PYTHONPATH=. timeout 300 $(BIN)/python -m examples.worker.drive --completion-wait 1 $(WORKER_ARGS)
 	PYTHONPATH=. timeout 300 $(BIN)/python -m examples.worker.drive --completion-wait 0 $(WORKER_ARGS)
 
-# Monte-carlo test of the README's endpoint through the public sdax.testing API (issue 17):
-# seeded faults, both loops, nonzero exit on any violation.
-.PHONY: integration-montecarlo
+# The README's endpoint under the public monte-carlo API (sdax.testing): seeded faults,
+# both loops, nonzero exit on any violation.
 MONTECARLO_SEED ?= 1
 integration-montecarlo: $(INSTALLED)
 	$(BIN)/python -m sdax.testing run examples.montecarlo.endpoint:montecarlo \
