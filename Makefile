@@ -105,9 +105,12 @@ integration-worker: $(EXAMPLES)
 	PYTHONPATH=. timeout 300 $(BIN)/python -m examples.worker.drive --completion-wait 1 $(WORKER_ARGS)
 	PYTHONPATH=. timeout 300 $(BIN)/python -m examples.worker.drive --completion-wait 0 $(WORKER_ARGS)
 
-# The README's endpoint under the public monte-carlo API (sdax.testing): seeded faults,
-# both loops, nonzero exit on any violation.
+# The public monte-carlo API (sdax.testing) on the README's endpoint and on the example
+# service's own processor (real aiosqlite connections): seeded faults and caller cancels,
+# 2,000 runs on each loop, nonzero exit on any violation.
 MONTECARLO_SEED ?= 1
-integration-montecarlo: $(INSTALLED)
+integration-montecarlo: $(EXAMPLES)
 	$(BIN)/python -m sdax.testing run examples.montecarlo.endpoint:montecarlo \
+		--runs 2000 --seed $(MONTECARLO_SEED) --loop both --concurrency 64
+	$(BIN)/python -m sdax.testing run examples.montecarlo.service:montecarlo \
 		--runs 2000 --seed $(MONTECARLO_SEED) --loop both --concurrency 64
