@@ -112,5 +112,5 @@ MONTECARLO_SEED ?= 1
 integration-montecarlo: $(EXAMPLES)
 	$(BIN)/python -m sdax.testing run examples.montecarlo.endpoint:montecarlo \
 		--runs 2000 --seed $(MONTECARLO_SEED) --loop both --concurrency 64
-	$(BIN)/python -m sdax.testing run examples.montecarlo.service:montecarlo \
+	timeout 300 $(BIN)/python -m sdax.testing run examples.montecarlo.service:montecarlo \
 		--runs 2000 --seed $(MONTECARLO_SEED) --loop both --concurrency 64
