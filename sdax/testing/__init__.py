@@ -8,16 +8,8 @@ every run against sdax's cleanup promises and your own invariants. Each
 violation names its seed and a one-line command that replays it; the
 command line is `python -m sdax.testing run|replay module:attribute ...`.
 
-Two seeded shuffles, so that tests cannot come to rely on an order nobody
-promised while a failing seed still replays exactly:
-
-- `shuffled_release(seed)` makes every run started inside it release each
-  batch of ready tasks in a seeded random order (the tasks of one wave, the
-  executes, a batch of cleanups).
-- `ShuffledLoop(seed)` is an event loop that runs the callbacks ready in
-  each iteration in a seeded random order, as trio does with its batches of
-  ready tasks: a phase task's first step, a completion, a timer and the
-  coordinator's wake-up then meet in every order the loop could produce.
+Two seeded shuffles, `shuffled_release(seed)` and `ShuffledLoop(seed)`
+(sdax.testing.shuffle), keep tests from relying on an order nobody promised.
 """
 
 from sdax.testing.checks import CheckedRun
