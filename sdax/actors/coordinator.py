@@ -167,6 +167,7 @@ class Coordinator:
         "_budget",
         "_budget_timer",
         "_watch",
+        "_bare",
     )
 
     def __init__(
@@ -202,6 +203,8 @@ class Coordinator:
         self._deadline: asyncio.TimerHandle | None = None
         self._budget = options.cleanup_budget  # bounds POST as a whole, from its start
         self._budget_timer: asyncio.TimerHandle | None = None
+        # No limits to give back and nobody watching: a success needs only counting.
+        self._bare = self._admission is None and self._watch is None
 
     # -- driving -----------------------------------------------------------------
 
@@ -227,7 +230,7 @@ class Coordinator:
 
     async def run(self) -> None:
         """Run every phase that is due, then raise what the run ended with, if anything."""
-        while self.next_phase is not None:
+        while _NEXT_PHASE[self._state] is not None:
             await self.run_next_phase()
         self.raise_outcome()
 
@@ -239,8 +242,9 @@ class Coordinator:
         cancellation or fatal error that arrived during the phase (the
         caller decides when to raise it), or None.
         """
-        self._handle_delivered()
-        phase = self.next_phase
+        if self._mailbox.pending:
+            self._handle_delivered()
+        phase = _NEXT_PHASE[self._state]
         if phase is None:
             raise RuntimeError("the run is over: no phase is left to run")
         self._last_phase = phase
@@ -310,11 +314,10 @@ class Coordinator:
         the whole batch is read: one walk per batch, not per event, and a
         failure in the batch is known before anything it dooms is started.
         """
-        mailbox, through = self._mailbox, self._through
-        # Nearly every event of a run is a success. With no limits to give
-        # back and nobody watching, all a success needs is counted here, inline:
-        # the same as `_on_phase_ended` does for it, minus a call per phase.
-        bare = self._admission is None and self._watch is None
+        mailbox, through, bare = self._mailbox, self._through, self._bare
+        # Nearly every event of a run is a success. In a bare run all a success
+        # needs is counted here, inline: the same as `_on_phase_ended` does for
+        # it, minus a call per phase.
         while mailbox.pending:
             for event in mailbox.take_all():
                 if bare and type(event) is PhaseSucceeded:
