@@ -4,12 +4,9 @@ Public names only; each lives in the module named beside it.
 """
 
 from sdax._version import __version__
-from sdax.actors.task_group import SdaxTaskGroup
 from sdax.analysis import ExecutionGraph, ExecutionWave, TaskAnalysis, TaskAnalyzer
-from sdax.builders import AsyncDagLevelAdapterBuilder, AsyncDagTaskProcessorBuilder, LevelBarrier
 from sdax.declarations import (
     AsyncTask,
-    PhaseId,
     TaskFunction,
     join,
     task,
@@ -29,19 +26,24 @@ from sdax.errors import (
     TaskFailure,
     flatten_exceptions,
 )
+from sdax.graph import LevelBarrier
 from sdax.limits import Limit, LimitUse
 from sdax.observers import (
     LoggingObserver,
     PhaseFinished,
-    PhaseOutcome,
     PhaseRetried,
     PhaseStarted,
     RunFinished,
     RunObserver,
-    RunOutcome,
     RunStarted,
 )
-from sdax.processor import AsyncDagTaskProcessor, AsyncPhaseRunner, AsyncTaskProcessor
+from sdax.processor import (
+    AsyncDagLevelAdapterBuilder,
+    AsyncDagTaskProcessor,
+    AsyncDagTaskProcessorBuilder,
+    AsyncPhaseRunner,
+    AsyncTaskProcessor,
+)
 from sdax.report import (
     ErrorInfo,
     PhaseReport,
@@ -50,6 +52,8 @@ from sdax.report import (
     RunReport,
     TaskReport,
 )
+from sdax.task_group import SdaxTaskGroup
+from sdax.vocabulary import CancelReason, PhaseId, PhaseOutcome, RunOutcome
 
 # Integrations and tools, imported on first use so `import sdax` stays light
 # (sdax.otel needs the `sdax[otel]` extra only when it is touched).
@@ -87,6 +91,7 @@ __all__ = [
     "AsyncDagTaskProcessorBuilder",
     "AsyncPhaseRunner",
     "AsyncTask",
+    "CancelReason",
     "AsyncTaskProcessor",
     "CleanupAbandonedError",
     "DependencyCycleError",

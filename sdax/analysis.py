@@ -26,10 +26,9 @@ from typing import Any, Generic, TypeVar
 from msgspec import Struct
 
 from sdax._generic import K, KeyDefault
-from sdax.builders import Declared
 from sdax.declarations import AsyncTask
 from sdax.errors import count_noun
-from sdax.graph import TaskGraph, compile_graph
+from sdax.graph import Declared, TaskGraph, compile_graph
 
 Ctx = TypeVar("Ctx")
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import enum
 import functools
 import inspect
 import math
@@ -16,14 +15,15 @@ import sys
 from collections.abc import Awaitable, Callable, Hashable, Iterable
 from concurrent.futures import Executor
 from dataclasses import FrozenInstanceError, dataclass
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypedDict, TypeVar, Unpack
 
 from sdax._generic import K_co, KeyDefault
 from sdax.errors import RetryableException
 from sdax.limits import Limit, LimitUse, as_uses
+from sdax.vocabulary import PhaseId
 
 if TYPE_CHECKING:
-    from sdax.actors.task_group import SdaxTaskGroup
+    from sdax.task_group import SdaxTaskGroup
 
 T = TypeVar("T")
 
@@ -32,22 +32,6 @@ DEFAULT_RETRYABLE: tuple[type[BaseException], ...] = (
     ConnectionError,
     RetryableException,
 )
-
-
-class PhaseId(enum.Enum):
-    """The three phases of a run, in the order they run."""
-
-    PRE_EXEC = "pre_execute"
-    EXECUTE = "execute"
-    POST_EXEC = "post_execute"
-
-    # Members are singletons compared by identity, so the identity hash is
-    # consistent; Enum's own __hash__ is Python code and phases are dict keys
-    # on the hot path.
-    __hash__ = object.__hash__
-
-    def __str__(self) -> str:
-        return self.value
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,8 +52,9 @@ class TaskFunction(Generic[T]):
     backoff_factor: float = 2.0
     retryable_exceptions: tuple[type[BaseException], ...] = DEFAULT_RETRYABLE
     has_task_group_argument: bool = False
-    # Normalised on construction to one LimitUse per Limit (see sdax.limits).
-    limits: tuple[Limit | LimitUse, ...] = ()
+    # What the function holds while it runs, one entry per limit (the helpers
+    # below accept Limits and merge repeats: see `sdax.limits.as_uses`).
+    limits: tuple[LimitUse, ...] = ()
 
     def __post_init__(self) -> None:
         if not callable(self.function):
@@ -116,16 +101,16 @@ class TaskFunction(Generic[T]):
                 f"{name}: retries={self.retries} can never happen with an empty "
                 "retryable_exceptions tuple"
             )
-        try:
-            uses = as_uses(self.limits)
-        except TypeError as error:
-            raise TypeError(f"{name}: {error}") from None
-        object.__setattr__(self, "limits", uses)  # normalised: one LimitUse per Limit
-
-    @property
-    def limit_uses(self) -> tuple[LimitUse, ...]:
-        """What this function holds while it runs, one entry per limit."""
-        return self.limits  # type: ignore[return-value]  # normalised in __post_init__
+        if not isinstance(self.limits, tuple) or not all(
+            isinstance(use, LimitUse) for use in self.limits
+        ):
+            raise TypeError(
+                f"{name}: TaskFunction(limits=...) takes a tuple of LimitUse, got "
+                f"{self.limits!r}; write limit.units(n), or declare the function with "
+                "task_func(..., limits=[...]), which also takes Limits"
+            )
+        if len({use.limit for use in self.limits}) != len(self.limits):
+            raise ValueError(f"{name}: limits names a Limit twice; give it once, with its units")
 
     def call(self, ctx: T, task_group: SdaxTaskGroup) -> Awaitable[Any]:
         """One call of the function, as an attempt makes it (0.7.2's `call`).
@@ -190,11 +175,6 @@ class AsyncTask(KeyDefault, Generic[T, K_co]):
                 f"task {self.name!r}: post_execute cannot declare limits; cleanup never "
                 "waits for a slot (releasing must not queue behind acquiring)"
             )
-
-    def function_for(self, phase: PhaseId) -> TaskFunction[T] | None:
-        """The function declared for `phase`, or None."""
-        function: TaskFunction[T] | None = getattr(self, phase.value)
-        return function
 
 
 class _SyncAdapter:
@@ -328,66 +308,56 @@ def describe_callable(function: object) -> str:
     return str(name) if name else repr(function)
 
 
+class RetryPolicy(TypedDict, total=False):
+    """The policy keywords every phase-function helper takes.
+
+    Each defaults to the TaskFunction field of the same name: no retries,
+    then a first delay of 1 s doubling each time, retrying TimeoutError,
+    ConnectionError and RetryableException; no limits. `limits` also takes
+    Limit objects (one unit each) and merges repeats.
+    """
+
+    retries: int
+    initial_delay: float
+    backoff_factor: float
+    retryable_exceptions: tuple[type[BaseException], ...]
+    limits: Iterable[Limit | LimitUse]
+
+
+class PhasePolicy(RetryPolicy, total=False):
+    """The policy keywords of a phase function that awaits: a timeout for each attempt too."""
+
+    timeout: float | None
+
+
+_RETRY_KEYWORDS = RetryPolicy.__optional_keys__
+_PHASE_KEYWORDS = PhasePolicy.__optional_keys__
+
+
 def task_func(
-    function: Callable[[T], Awaitable[object]],
-    *,
-    timeout: float | None = None,
-    retries: int = 0,
-    initial_delay: float = 1.0,
-    backoff_factor: float = 2.0,
-    retryable_exceptions: tuple[type[BaseException], ...] = DEFAULT_RETRYABLE,
-    limits: Iterable[Limit | LimitUse] = (),
+    function: Callable[[T], Awaitable[object]], **policy: Unpack[PhasePolicy]
 ) -> TaskFunction[T]:
     """Declare an async phase function called as `function(ctx)`."""
-    return TaskFunction(
-        function,
-        timeout=timeout,
-        retries=retries,
-        initial_delay=initial_delay,
-        backoff_factor=backoff_factor,
-        retryable_exceptions=retryable_exceptions,
-        limits=_collect(function, limits),
-    )
+    return TaskFunction(function, **_checked(function, "task_func", _PHASE_KEYWORDS, policy))
 
 
 def task_group_func(
-    function: Callable[[T, SdaxTaskGroup], Awaitable[object]],
-    *,
-    timeout: float | None = None,
-    retries: int = 0,
-    initial_delay: float = 1.0,
-    backoff_factor: float = 2.0,
-    retryable_exceptions: tuple[type[BaseException], ...] = DEFAULT_RETRYABLE,
-    limits: Iterable[Limit | LimitUse] = (),
+    function: Callable[[T, SdaxTaskGroup], Awaitable[object]], **policy: Unpack[PhasePolicy]
 ) -> TaskFunction[T]:
     """Declare an async phase function called as `function(ctx, task_group)`.
 
     Each attempt owns the children it creates: it ends when they all have,
     a failing child fails it, and its timeout covers them.
     """
-    return TaskFunction(
-        function,
-        timeout=timeout,
-        retries=retries,
-        initial_delay=initial_delay,
-        backoff_factor=backoff_factor,
-        retryable_exceptions=retryable_exceptions,
-        limits=_collect(function, limits),
-        has_task_group_argument=True,
-    )
+    checked = _checked(function, "task_group_func", _PHASE_KEYWORDS, policy)
+    return TaskFunction(function, has_task_group_argument=True, **checked)
 
 
 task_group_task = task_group_func
 
 
 def task_sync_func(
-    function: Callable[[T], object],
-    *,
-    retries: int = 0,
-    initial_delay: float = 1.0,
-    backoff_factor: float = 2.0,
-    retryable_exceptions: tuple[type[BaseException], ...] = DEFAULT_RETRYABLE,
-    limits: Iterable[Limit | LimitUse] = (),
+    function: Callable[[T], object], **policy: Unpack[RetryPolicy]
 ) -> TaskFunction[T]:
     """Declare a plain function called as `function(ctx)` inline on the event loop.
 
@@ -395,26 +365,15 @@ def task_sync_func(
     """
     if not callable(function):
         raise TypeError(f"task_sync_func needs a callable, got {type(function).__name__}")
-    return TaskFunction(
-        _SyncAdapter(function),
-        retries=retries,
-        initial_delay=initial_delay,
-        backoff_factor=backoff_factor,
-        retryable_exceptions=retryable_exceptions,
-        limits=_collect(function, limits),
-    )
+    checked = _checked(function, "task_sync_func", _RETRY_KEYWORDS, policy)
+    return TaskFunction(_SyncAdapter(function), **checked)
 
 
 def task_thread_func(
     function: Callable[[T], object],
     *,
-    timeout: float | None = None,
-    retries: int = 0,
-    initial_delay: float = 1.0,
-    backoff_factor: float = 2.0,
-    retryable_exceptions: tuple[type[BaseException], ...] = DEFAULT_RETRYABLE,
-    limits: Iterable[Limit | LimitUse] = (),
     executor: Executor | None = None,
+    **policy: Unpack[PhasePolicy],
 ) -> TaskFunction[T]:
     """Declare a blocking function called as `function(ctx)` in a worker thread.
 
@@ -426,24 +385,33 @@ def task_thread_func(
     """
     if not callable(function):
         raise TypeError(f"task_thread_func needs a callable, got {type(function).__name__}")
-    return TaskFunction(
-        _ThreadAdapter(function, executor),
-        timeout=timeout,
-        retries=retries,
-        initial_delay=initial_delay,
-        backoff_factor=backoff_factor,
-        retryable_exceptions=retryable_exceptions,
-        limits=_collect(function, limits),
-    )
+    checked = _checked(function, "task_thread_func", _PHASE_KEYWORDS, policy)
+    return TaskFunction(_ThreadAdapter(function, executor), **checked)
 
 
-def _collect(function: object, limits: Iterable[Limit | LimitUse]) -> tuple[Limit | LimitUse, ...]:
-    if isinstance(limits, (Limit, LimitUse)):
-        raise TypeError(
-            f"{describe_callable(function)}: limits must be a collection, not a single "
-            f"{type(limits).__name__}; write limits=[{limits!r}]"
+def _checked(
+    function: object, helper: str, allowed: frozenset[str], policy: RetryPolicy
+) -> dict[str, Any]:
+    """`policy` as TaskFunction fields: unknown keywords refused, limits normalised."""
+    unknown = policy.keys() - allowed
+    if unknown:
+        name = min(unknown)
+        why = (
+            " (it runs inline on the loop, where nothing can interrupt it)"
+            if (name == "timeout")
+            else ""
         )
-    return tuple(limits)
+        raise TypeError(
+            f"{helper}({describe_callable(function)}) got an unexpected keyword argument "
+            f"{name!r}{why}; it takes {', '.join(sorted(allowed))}"
+        )
+    fields: dict[str, Any] = dict(policy)
+    if "limits" in fields:
+        try:
+            fields["limits"] = as_uses(fields["limits"])
+        except TypeError as error:
+            raise TypeError(f"{describe_callable(function)}: {error}") from None
+    return fields
 
 
 def join(name: Hashable) -> AsyncTask[Any]:

@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Hashable, Iterator
 
 from sdax.analysis import TaskAnalysis
-from sdax.declarations import PhaseId
 from sdax.graph import TaskGraph, TaskNode
+from sdax.vocabulary import PhaseId
 
 _PHASE_NAMES = {PhaseId.PRE_EXEC: "pre", PhaseId.EXECUTE: "execute", PhaseId.POST_EXEC: "post"}
 

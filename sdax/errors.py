@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Hashable, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
+
+from sdax.vocabulary import RunOutcome
 
 if TYPE_CHECKING:
     from sdax.report import RunReport
@@ -178,6 +181,23 @@ def _summary_line(failure: TaskFailure) -> str:
             message = message[len(where) :].lstrip(": ")
         parts.append(f"{type(leaf).__name__}: {message}" if message else type(leaf).__name__)
     return f"  {failure.key!r} {failure.phase}: " + "; ".join(parts)
+
+
+def run_outcome(raised: BaseException | None) -> RunOutcome:
+    """How a run ended, read from what it raised (None: it returned).
+
+    The one reading of a run's exception: observers, reports, `sdax.testing`
+    and the stress runner all classify runs with it.
+    """
+    if raised is None:
+        return RunOutcome.OK
+    if isinstance(raised, RunTimeoutError):
+        return RunOutcome.TIMED_OUT
+    if isinstance(raised, SdaxExecutionError):
+        return RunOutcome.FAILED
+    if isinstance(raised, asyncio.CancelledError):
+        return RunOutcome.CANCELLED
+    return RunOutcome.INTERRUPTED
 
 
 def flatten_exceptions(error: BaseException) -> list[BaseException]:

@@ -22,9 +22,10 @@ from typing import Any, NoReturn
 
 from msgspec import Struct
 
-from sdax.declarations import AsyncTask, PhaseId, TaskFunction
+from sdax.declarations import AsyncTask, TaskFunction
 from sdax.errors import DependencyCycleError
 from sdax.limits import Limit, LimitUse
+from sdax.vocabulary import PhaseId
 
 
 class TaskNode(Struct, frozen=True, kw_only=True):
@@ -207,7 +208,7 @@ def _run_cap(max_concurrency: int | None) -> Limit | None:
 
 
 def _acquisition_order(function: TaskFunction[Any], run_cap: Limit | None) -> tuple[LimitUse, ...]:
-    uses = function.limit_uses + ((LimitUse(run_cap, 1),) if run_cap is not None else ())
+    uses = function.limits + ((LimitUse(run_cap, 1),) if run_cap is not None else ())
     # One global order for every request rules out circular waits between them.
     return tuple(sorted(uses, key=lambda use: (use.limit.name, id(use.limit))))
 
@@ -282,6 +283,72 @@ def _find_cycle(dependencies: tuple[tuple[int, ...], ...], waiting: list[int]) -
         path.append(node)
         node = next(dep for dep in dependencies[node] if waiting[dep] > 0)
     return [*path[seen_at[node] :], node]
+
+
+class Declared:
+    """The tasks declared so far with their dependencies, each checked as it is added.
+
+    One per builder or `TaskAnalyzer` (a builder's `taskAnalyzer` shares its
+    builder's), so every way of declaring a graph checks the same things.
+    """
+
+    __slots__ = ("declarations", "names")
+
+    def __init__(self) -> None:
+        self.declarations: list[Declaration] = []
+        self.names: set[Hashable] = set()
+
+    def check_new(self, task: object) -> None:
+        """TypeError unless `task` is an AsyncTask; ValueError if its name is taken."""
+        if not isinstance(task, AsyncTask):
+            raise TypeError(
+                f"add_task() takes an AsyncTask, got {type(task).__name__}: {task!r}; "
+                "declare it with AsyncTask(name, ...) or task(name, ...)"
+            )
+        if task.name in self.names:
+            raise ValueError(f"duplicate task name {task.name!r}: every task needs its own key")
+
+    def add(self, task: AsyncTask[Any, Any], depends_on: Iterable[Hashable]) -> None:
+        """Check `task` and `depends_on`, then record them (nothing is recorded on error)."""
+        self.check_new(task)
+        dependencies = normalise_dependencies(task.name, depends_on)
+        self.names.add(task.name)
+        self.declarations.append((task, dependencies))
+
+
+class LevelBarrier(Struct, frozen=True):
+    """Key of the join node put above each non-empty level of a level-built graph.
+
+    A private type, so it can never collide with a user's key.
+    """
+
+    level: int
+
+    def __repr__(self) -> str:
+        return f"<level {self.level} barrier>"
+
+
+LevelKey = Hashable
+"""A key in a level-built graph: the user's task names plus `LevelBarrier` join nodes."""
+
+
+def level_declarations(levels: Mapping[int, Sequence[AsyncTask[Any]]]) -> list[Declaration]:
+    """Levels as a dependency graph: each level starts after the nearest lower non-empty one.
+
+    A join node above each level makes every task of the next level depend on
+    every task of this one: one edge per task instead of one per pair.
+    """
+    declarations: list[Declaration] = []
+    below: tuple[Hashable, ...] = ()
+    for level in sorted(levels):
+        tasks = levels[level]
+        declarations.extend((task, below) for task in tasks)
+        barrier = AsyncTask[Any](LevelBarrier(level))
+        declarations.append((barrier, tuple(task.name for task in tasks)))
+        below = (barrier.name,)
+    if declarations:
+        declarations.pop()  # nothing waits above the top level
+    return declarations
 
 
 def normalise_dependencies(name: Hashable, depends_on: Iterable[Hashable]) -> tuple[Hashable, ...]:

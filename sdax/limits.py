@@ -20,7 +20,12 @@ limits, since releasing resources must never queue behind acquiring them.
 
 from __future__ import annotations
 
+import asyncio
+import threading
+import weakref
+from collections import deque
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True, eq=False)
@@ -64,10 +69,16 @@ class Limit:
                 f"limit {self.name!r} is per run: each run has its own pool, so there is no "
                 "one usage to read; declare it Limit(..., shared=True) to watch it"
             )
-        # Imported here: the admission actor imports this module.
-        from sdax.actors.admission import shared_usage
-
-        return shared_usage(self)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            raise RuntimeError(
+                f"limit {self.name!r}: its usage belongs to an event loop; read it on one"
+            ) from None
+        pool = shared_pools(loop).get(self)
+        if pool is None:  # nothing has used it on this loop yet
+            return self.capacity, 0
+        return pool.free, len(pool.queue)
 
     def __repr__(self) -> str:
         shared = ", shared" if self.shared else ""
@@ -102,3 +113,32 @@ def as_uses(limits: object) -> tuple[LimitUse, ...]:
             raise TypeError(f"limits takes Limit or Limit.units(n) values, got {item!r}")
         merged[use.limit] = merged.get(use.limit, 0) + use.units
     return tuple(LimitUse(limit, units) for limit, units in merged.items())
+
+
+class Pool:
+    """The free units of one limit and the requests queued for them, first in, first out.
+
+    One per run for a per-run limit; one per event loop for a shared limit.
+    The admission of each run (sdax.actors.admission) takes and serves them.
+    """
+
+    __slots__ = ("free", "queue")
+
+    def __init__(self, capacity: int) -> None:
+        self.free = capacity
+        self.queue: deque[Any] = deque()  # the admission's requests
+
+
+_shared_lock = threading.Lock()
+_shared_by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Limit, Pool]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def shared_pools(loop: asyncio.AbstractEventLoop) -> dict[Limit, Pool]:
+    """The pools of the shared limits on `loop` (asyncio state belongs to one loop)."""
+    with _shared_lock:
+        pools = _shared_by_loop.get(loop)
+        if pools is None:
+            pools = _shared_by_loop[loop] = {}
+        return pools

@@ -12,32 +12,18 @@ phase function finished, not when the coordinator got round to it.
 
 from __future__ import annotations
 
-import enum
 import logging
 from collections.abc import Hashable, Sequence
 
 from msgspec import Struct
 
-from sdax.declarations import PhaseId
+from sdax.vocabulary import CancelReason, PhaseId
+
+# Re-exported: observers read them in every PhaseFinished and RunFinished.
+from sdax.vocabulary import PhaseOutcome as PhaseOutcome
+from sdax.vocabulary import RunOutcome as RunOutcome
 
 _log = logging.getLogger("sdax.observers")
-
-
-class PhaseOutcome(enum.Enum):
-    OK = "ok"
-    FAILED = "failed"
-    TIMED_OUT = "timed_out"  # failed with a TimeoutError (its own timeout or cleanup_timeout)
-    CANCELLED = "cancelled"  # stopped by sdax: sibling failure, caller, deadline, fatal error
-    ABANDONED = "abandoned"  # a cleanup the run's cleanup budget cut short or skipped
-    SKIPPED = "skipped"  # never started (reports only)
-
-
-class RunOutcome(enum.Enum):
-    OK = "ok"
-    FAILED = "failed"  # SdaxExecutionError
-    TIMED_OUT = "timed_out"  # RunTimeoutError: the run's deadline
-    CANCELLED = "cancelled"  # the caller was cancelled
-    INTERRUPTED = "interrupted"  # a task raised KeyboardInterrupt, SystemExit, ...
 
 
 # Every event carries the run's `tag`: what the caller passed as
@@ -87,7 +73,7 @@ class PhaseFinished(Struct, frozen=True, kw_only=True):
     at: float
     duration: float = 0.0
     error: BaseException | None = None
-    cancel_reason: str | None = None  # why sdax cancelled it, for CANCELLED
+    cancel_reason: CancelReason | None = None  # why sdax cancelled it, for CANCELLED
     tag: str | None = None
 
 
@@ -145,7 +131,8 @@ class LoggingObserver(RunObserver):
             PhaseOutcome.OK: logging.DEBUG,
             PhaseOutcome.CANCELLED: logging.INFO,
         }.get(event.outcome, logging.WARNING)
-        detail = event.cancel_reason if event.error is None else repr(event.error)
+        reason = event.cancel_reason
+        detail = repr(event.error) if event.error is not None else reason and reason.description
         self.logger.log(
             level, "run %d: %r %s %s after %d attempt(s)%s",
             event.run_id, event.task, event.phase, event.outcome.value, event.attempts,
@@ -164,9 +151,6 @@ class Observers:
 
     def __init__(self, observers: Sequence[RunObserver]) -> None:
         self._observers = tuple(observers)
-
-    def __bool__(self) -> bool:
-        return bool(self._observers)
 
     def notify(self, event: Notification) -> None:
         callback_name = _CALLBACKS[type(event)]

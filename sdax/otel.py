@@ -35,17 +35,15 @@ except ImportError as error:  # pragma: no cover - exercised with opentelemetry 
     ) from error
 
 from sdax._version import __version__
-from sdax.declarations import PhaseId
 from sdax.observers import (
     PhaseFinished,
-    PhaseOutcome,
     PhaseRetried,
     PhaseStarted,
     RunFinished,
     RunObserver,
-    RunOutcome,
     RunStarted,
 )
+from sdax.vocabulary import PhaseId, PhaseOutcome, RunOutcome
 
 _FAILED_PHASE = frozenset({PhaseOutcome.FAILED, PhaseOutcome.TIMED_OUT})
 _FAILED_RUN = frozenset({RunOutcome.FAILED, RunOutcome.TIMED_OUT, RunOutcome.INTERRUPTED})
@@ -126,7 +124,7 @@ class OpenTelemetryObserver(RunObserver):
         span.set_attribute("sdax.attempts", event.attempts)
         span.set_attribute("sdax.outcome", event.outcome.value)
         if event.cancel_reason is not None:
-            span.set_attribute("sdax.cancel_reason", event.cancel_reason)
+            span.set_attribute("sdax.cancel_reason", event.cancel_reason.value)
         if event.outcome in _FAILED_PHASE and event.error is not None:
             _record_failure(span, event.error, end)
         span.end(end_time=end)

@@ -1,30 +1,37 @@
-"""Processors and the phase runner: the public face of a run.
+"""Builders, processors and the phase runner: the public face of declaring and running.
 
-Thin by design: a processor holds only its compiled graph, and every run
+A builder checks each task as it is added and the whole graph in `build()`;
+the processor it returns is immutable, and later changes to the builder
+never reach it. A processor holds only its compiled graph, and every run
 gets a fresh coordinator (sdax.actors.coordinator) that owns all of that
-run's state. Concurrent runs share nothing mutable.
+run's state: concurrent runs share nothing mutable.
 """
 
 from __future__ import annotations
 
 import asyncio
-import random
-from collections.abc import Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
+from typing import Any, Generic, Literal, Self, TypeVar, Unpack, overload
 
 from sdax._generic import K, KeyDefault
-from sdax.actors.coordinator import DEFAULT_OPTIONS, Coordinator, RunOptions
-from sdax.analysis import TaskAnalysis
-from sdax.declarations import PhaseId
+from sdax.actors.coordinator import Coordinator
+from sdax.analysis import TaskAnalysis, TaskAnalyzer
+from sdax.declarations import AsyncTask
+from sdax.diagrams import to_dot, to_mermaid
 from sdax.errors import RunTimeoutError, SdaxExecutionError, count_noun
-from sdax.graph import TaskGraph
+from sdax.graph import Declared, TaskGraph, compile_graph, level_declarations
 from sdax.inflight import RunsInFlight
 from sdax.observers import RunObserver
 from sdax.report import ReportRecorder, RunReport
-
-if TYPE_CHECKING:
-    from sdax.builders import AsyncDagLevelAdapterBuilder, AsyncDagTaskProcessorBuilder
+from sdax.run_options import (
+    DEFAULT_OPTIONS,
+    RunKeywords,
+    check_seconds,
+    checked_observers,
+    run_options,
+)
+from sdax.vocabulary import PhaseId
 
 T = TypeVar("T")
 
@@ -45,31 +52,25 @@ class AsyncTaskProcessor(KeyDefault, Generic[T, K]):
     def __init__(self, graph: TaskGraph, observers: Sequence[RunObserver] = ()) -> None:
         self._graph = graph
         self._analysis: TaskAnalysis | None = None
-        self._observers = tuple(_checked_observers(observers, "build(observers=...)"))
+        self._observers = checked_observers(observers, "build(observers=...)")
         self._plain_options = (
-            RunOptions(observers=self._observers) if observers else DEFAULT_OPTIONS
+            RunKeywords(observers=self._observers) if observers else DEFAULT_OPTIONS
         )
         self._runs = RunsInFlight()  # its only mutable part: counts, never a run's state
 
     @classmethod
     def builder(cls) -> AsyncDagLevelAdapterBuilder[T]:
         """A builder that declares tasks by level (the "elevator" model)."""
-        from sdax.builders import AsyncDagLevelAdapterBuilder
-
         return AsyncDagLevelAdapterBuilder()
 
     @classmethod
     def elevator_builder(cls) -> AsyncDagLevelAdapterBuilder[T]:
         """Same as `AsyncTaskProcessor.builder()`."""
-        from sdax.builders import AsyncDagLevelAdapterBuilder
-
         return AsyncDagLevelAdapterBuilder()
 
     @classmethod
     def graph_builder(cls) -> AsyncDagTaskProcessorBuilder[T, K]:
         """A builder that declares tasks with explicit dependencies."""
-        from sdax.builders import AsyncDagTaskProcessorBuilder
-
         return AsyncDagTaskProcessorBuilder()
 
     @property
@@ -89,7 +90,7 @@ class AsyncTaskProcessor(KeyDefault, Generic[T, K]):
         close what the runs used.
         """
         if timeout is not None:
-            _check_seconds("timeout", timeout)
+            check_seconds("timeout", timeout)
         return await self._runs.drain(timeout)
 
     @property
@@ -101,45 +102,16 @@ class AsyncTaskProcessor(KeyDefault, Generic[T, K]):
 
     @overload
     async def process_tasks(
-        self,
-        ctx: T,
-        *,
-        timeout: float | None = None,  # noqa: ASYNC109
-        cleanup_timeout: float | None = None,
-        cleanup_budget: float | None = None,
-        rng: random.Random | None = None,
-        observers: Sequence[RunObserver] = (),
-        tag: str | None = None,
-        report: Literal[False] = False,
+        self, ctx: T, *, report: Literal[False] = False, **options: Unpack[RunKeywords]
     ) -> None: ...
 
     @overload
     async def process_tasks(
-        self,
-        ctx: T,
-        *,
-        timeout: float | None = None,  # noqa: ASYNC109
-        cleanup_timeout: float | None = None,
-        cleanup_budget: float | None = None,
-        rng: random.Random | None = None,
-        observers: Sequence[RunObserver] = (),
-        tag: str | None = None,
-        report: Literal[True],
+        self, ctx: T, *, report: Literal[True], **options: Unpack[RunKeywords]
     ) -> RunReport: ...
 
     async def process_tasks(
-        self,
-        ctx: T,
-        *,
-        # Not asyncio.timeout around the call: a run deadline must stop forward
-        # work and still run every cleanup before it raises.
-        timeout: float | None = None,  # noqa: ASYNC109
-        cleanup_timeout: float | None = None,
-        cleanup_budget: float | None = None,
-        rng: random.Random | None = None,
-        observers: Sequence[RunObserver] = (),
-        tag: str | None = None,
-        report: bool = False,
+        self, ctx: T, *, report: bool = False, **options: Unpack[RunKeywords]
     ) -> RunReport | None:
         """Run `ctx` through every phase; raise after cleanup if anything went wrong.
 
@@ -151,31 +123,16 @@ class AsyncTaskProcessor(KeyDefault, Generic[T, K]):
 
         Cleanup is shielded: once the run is cancelled or reaches POST, no
         cancellation of the caller stops a post_execute or keeps one from
-        starting. `cleanup_timeout` bounds each post_execute (a post cut off
-        is a failure; the others still run); `cleanup_budget` bounds the
-        whole cleanup stage, and each post it cancels or skips is reported
-        as a CleanupAbandonedError. `rng` draws retry jitter. `observers`
-        hear this run (after the processor's own); every event they hear and
-        the report carry `tag`. With `report=True` the run returns a
-        RunReport, and an SdaxExecutionError or RunTimeoutError it raises
-        carries it as `.report`.
+        starting. The options are those of `RunKeywords`. With `report=True`
+        the run returns a RunReport, and an SdaxExecutionError or
+        RunTimeoutError it raises carries it as `.report`.
         """
-        if (
-            timeout is None
-            and cleanup_timeout is None
-            and cleanup_budget is None
-            and rng is None
-            and tag is None
-            and not observers
-            and not report
-        ):  # the common call: options that are the same for every such run
-            recorder, options = None, self._plain_options
+        if not options and not report:  # the common call: the same options for every such run
+            recorder, checked = None, self._plain_options
         else:
             recorder = ReportRecorder() if report else None
-            options = self._run_options(
-                timeout, cleanup_timeout, cleanup_budget, rng, observers, tag, recorder
-            )
-        coordinator = Coordinator(self._graph, ctx, options)
+            checked = self._run_options(options, recorder, "process_tasks")
+        coordinator = Coordinator(self._graph, ctx, checked)
         loop = asyncio.get_running_loop()
         self._runs.began(loop)
         try:
@@ -189,16 +146,7 @@ class AsyncTaskProcessor(KeyDefault, Generic[T, K]):
         return None if recorder is None else recorder.report
 
     def open(
-        self,
-        ctx: T,
-        *,
-        timeout: float | None = None,
-        cleanup_timeout: float | None = None,
-        cleanup_budget: float | None = None,
-        rng: random.Random | None = None,
-        observers: Sequence[RunObserver] = (),
-        tag: str | None = None,
-        report: bool = False,
+        self, ctx: T, *, report: bool = False, **options: Unpack[RunKeywords]
     ) -> AsyncPhaseRunner[T, K]:
         """An async context manager that runs `ctx` one phase at a time.
 
@@ -207,57 +155,21 @@ class AsyncTaskProcessor(KeyDefault, Generic[T, K]):
         `runner.report()` shows the run so far.
         """
         recorder = ReportRecorder() if report else None
-        options = self._run_options(
-            timeout, cleanup_timeout, cleanup_budget, rng, observers, tag, recorder
-        )
-        return AsyncPhaseRunner(self._graph, ctx, options, recorder, self._runs, self)
+        checked = self._run_options(options, recorder, "open")
+        return AsyncPhaseRunner(self._graph, ctx, checked, recorder, self._runs, self)
 
     def _run_options(
-        self,
-        timeout: float | None,
-        cleanup_timeout: float | None,
-        cleanup_budget: float | None,
-        rng: random.Random | None,
-        observers: Sequence[RunObserver],
-        tag: str | None,
-        recorder: ReportRecorder | None,
-    ) -> RunOptions:
-        """Check a run's options where they were passed, before anything runs."""
-        for name, seconds in (
-            ("timeout", timeout),
-            ("cleanup_timeout", cleanup_timeout),
-            ("cleanup_budget", cleanup_budget),
-        ):
-            if seconds is not None:
-                _check_seconds(name, seconds)
-        if rng is not None and not isinstance(rng, random.Random):
-            raise TypeError(
-                f"rng must be a random.Random (e.g. random.Random(seed)) or None, got {rng!r}"
-            )
-        if tag is not None and not isinstance(tag, str):
-            raise TypeError(f"tag must be a str or None, got {type(tag).__name__}: {tag!r}")
-        if observers:
-            observers = _checked_observers(observers, "observers=")
-        watching = (*self._observers, *observers, *((recorder,) if recorder else ()))
-        return RunOptions(
-            timeout=timeout,
-            cleanup_timeout=cleanup_timeout,
-            cleanup_budget=cleanup_budget,
-            rng=rng,
-            observers=watching,
-            tag=tag,
-        )
+        self, options: RunKeywords, recorder: ReportRecorder | None, where: str
+    ) -> RunKeywords:
+        last = () if recorder is None else (recorder,)
+        return run_options(options, where, first=self._observers, last=last)
 
     def to_mermaid(self) -> str:
         """The plan as a Mermaid flowchart: tasks, their phases, dependencies, waves."""
-        from sdax.diagrams import to_mermaid
-
         return to_mermaid(self._graph, self.analysis)
 
     def to_dot(self) -> str:
         """The plan as a Graphviz DOT digraph (same content as `to_mermaid`)."""
-        from sdax.diagrams import to_dot
-
         return to_dot(self._graph, self.analysis)
 
     def __repr__(self) -> str:
@@ -273,9 +185,65 @@ class AsyncDagTaskProcessor(AsyncTaskProcessor[T, K]):
     def builder(cls) -> AsyncDagTaskProcessorBuilder[T, K]:  # type: ignore[override]
         # The same name builds by dependency here and by level on the base
         # class: both are the 0.7.2 API, so the override changes the return type.
-        from sdax.builders import AsyncDagTaskProcessorBuilder
-
         return AsyncDagTaskProcessorBuilder()
+
+
+class AsyncDagTaskProcessorBuilder(KeyDefault, Generic[T, K]):
+    """Declares tasks and their dependencies, then builds a processor.
+
+    Generic in the context and, as in 0.7.2, the key type (defaults to Hashable).
+    """
+
+    def __init__(self) -> None:
+        self._declared = Declared()
+
+    def add_task(self, task: AsyncTask[T, K], depends_on: Iterable[Hashable] = ()) -> Self:
+        """Add `task`, to start after the tasks named in `depends_on`."""
+        self._declared.add(task, depends_on)
+        return self
+
+    @property
+    def taskAnalyzer(self) -> TaskAnalyzer[T, K]:
+        """0.7.2's analyzer of this builder: shares its tasks (adding to either adds to both)."""
+        return TaskAnalyzer._sharing(self._declared)
+
+    def build(
+        self, *, max_concurrency: int | None = None, observers: Sequence[RunObserver] = ()
+    ) -> AsyncDagTaskProcessor[T, K]:
+        """Validate the graph and return an immutable, reusable processor.
+
+        `max_concurrency` caps how many pre_execute and execute functions of
+        one run may run at once (cleanup is never held back); `observers`
+        hear every run of the processor.
+        """
+        graph = compile_graph(self._declared.declarations, max_concurrency)
+        return AsyncDagTaskProcessor(graph, observers)
+
+
+class AsyncDagLevelAdapterBuilder(Generic[T]):
+    """Declares tasks by level: each level starts after the nearest lower non-empty one.
+
+    Builds the same graph processor (see `sdax.graph.level_declarations`).
+    """
+
+    def __init__(self) -> None:
+        self._levels: dict[int, list[AsyncTask[T]]] = {}
+        self._declared = Declared()  # its names only: dependencies come from the levels
+
+    def add_task(self, task: AsyncTask[T], level: int) -> Self:
+        self._declared.check_new(task)
+        if isinstance(level, bool) or not isinstance(level, int):
+            raise TypeError(f"task {task.name!r}: level must be an int, got {level!r}")
+        self._declared.names.add(task.name)
+        self._levels.setdefault(level, []).append(task)
+        return self
+
+    def build(
+        self, *, max_concurrency: int | None = None, observers: Sequence[RunObserver] = ()
+    ) -> AsyncDagTaskProcessor[T]:
+        """Validate and return an immutable processor; options as for the DAG builder."""
+        graph = compile_graph(level_declarations(self._levels), max_concurrency)
+        return AsyncDagTaskProcessor(graph, observers)
 
 
 class AsyncPhaseRunner(KeyDefault, Generic[T, K]):
@@ -305,7 +273,7 @@ class AsyncPhaseRunner(KeyDefault, Generic[T, K]):
         self,
         graph: TaskGraph,
         ctx: T,
-        options: RunOptions,
+        options: RunKeywords,
         recorder: ReportRecorder | None,
         runs: RunsInFlight,
         processor: AsyncTaskProcessor[T, Any],
@@ -340,11 +308,10 @@ class AsyncPhaseRunner(KeyDefault, Generic[T, K]):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        interruption = await self._finish()
-        if interruption is not None and (exc is None or isinstance(exc, Exception)):
-            raise interruption
-        if exc is None:
-            self._run().raise_result()
+        await self._finish()
+        error = self._run().outcome.raises_on_exit(exc)
+        if error is not None:
+            raise error
 
     async def run_next(self) -> bool:
         """Run the next phase; True while another phase remains.
@@ -357,7 +324,8 @@ class AsyncPhaseRunner(KeyDefault, Generic[T, K]):
         coordinator = self._run()
         if coordinator.next_phase is None:
             return False
-        interruption = await coordinator.run_next_phase()
+        await coordinator.run_next_phase()
+        interruption = coordinator.outcome.hand_over()
         if interruption is not None:
             raise interruption
         return coordinator.next_phase is not None
@@ -371,15 +339,17 @@ class AsyncPhaseRunner(KeyDefault, Generic[T, K]):
         return self._run().last_phase
 
     def has_failures(self) -> bool:
-        return bool(self._run().failures)
+        return bool(self._run().outcome.failures)
 
     def failures(self) -> list[Exception]:
         """Every failure so far, as raised, in the order they happened."""
-        return self._run().failures
+        return [failure.error for failure in self._run().outcome.failures]
 
     def raise_failures(self) -> None:
         """Raise SdaxExecutionError if anything has failed so far."""
-        self._run().raise_failures()
+        group = self._run().outcome.failures_so_far()
+        if group is not None:
+            raise group
 
     def report(self) -> RunReport | None:
         """The run so far, if opened with `report=True` (None before the first phase)."""
@@ -389,24 +359,23 @@ class AsyncPhaseRunner(KeyDefault, Generic[T, K]):
 
     async def aclose(self) -> None:
         """Finish what consistency requires (see the class docstring) and close."""
-        interruption = await self._finish()
+        await self._finish()
+        interruption = self._run().outcome.hand_over()
         if interruption is not None:
             raise interruption
 
-    async def _finish(self) -> BaseException | None:
+    async def _finish(self) -> None:
         if self._closed:
-            return None
+            return
         self._closed = True
         coordinator = self._run()
         try:
             if coordinator.next_phase is PhaseId.PRE_EXEC:
                 coordinator.close_unstarted()
-                return None
+                return
             coordinator.skip_execute()
-            interruption = None
             while coordinator.next_phase is not None:
-                interruption = await coordinator.run_next_phase() or interruption
-            return interruption
+                await coordinator.run_next_phase()
         finally:
             if self._loop is not None:
                 self._runs.ended(self._loop)
@@ -419,30 +388,3 @@ class AsyncPhaseRunner(KeyDefault, Generic[T, K]):
             self._loop = asyncio.get_running_loop()
             self._runs.began(self._loop)
         return self._coordinator
-
-
-def _check_seconds(name: str, seconds: object) -> None:
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
-        raise TypeError(
-            f"{name} must be a number of seconds or None, got {type(seconds).__name__}: {seconds!r}"
-        )
-    if not seconds >= 0:  # also rejects NaN
-        raise ValueError(f"{name} must be a number of seconds >= 0 or None, got {seconds!r}")
-
-
-def _checked_observers(observers: object, where: str) -> Sequence[RunObserver]:
-    """`observers` if it is a list or tuple of RunObservers, else a TypeError saying why."""
-    if isinstance(observers, RunObserver):
-        raise TypeError(
-            f"{where} takes a list of observers, not a single {type(observers).__name__}: "
-            f"wrap it in a list, [{type(observers).__name__}(...)]"
-        )
-    if not isinstance(observers, (list, tuple)):
-        raise TypeError(f"{where} takes a list or tuple of RunObservers, got {observers!r}")
-    for observer in observers:
-        if not isinstance(observer, RunObserver):
-            raise TypeError(
-                f"{where}: {observer!r} is not a RunObserver; subclass sdax.RunObserver "
-                "and override the callbacks you need"
-            )
-    return observers

@@ -15,16 +15,15 @@ from collections.abc import Hashable
 import msgspec
 from msgspec import Struct
 
-from sdax.declarations import PhaseId
 from sdax.observers import (
     PhaseFinished,
-    PhaseOutcome,
     PhaseRetried,
     PhaseStarted,
     RunFinished,
     RunObserver,
     RunStarted,
 )
+from sdax.vocabulary import CancelReason, PhaseId, PhaseOutcome
 
 
 class ErrorInfo(Struct, frozen=True, kw_only=True):
@@ -67,7 +66,7 @@ class PhaseReport(Struct, kw_only=True):
     attempts: int = 0  # attempts begun
     retries: list[RetryReport] = msgspec.field(default_factory=list)  # each retried attempt
     error: ErrorInfo | None = None
-    cancel_reason: str | None = None
+    cancel_reason: CancelReason | None = None
 
     @property
     def duration(self) -> float | None:

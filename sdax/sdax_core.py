@@ -21,12 +21,19 @@ from typing import Any, Generic, TypeVar
 from msgspec import Struct
 
 from sdax._generic import K, KeyDefault
-from sdax.actors.task_group import SdaxTaskGroup
 from sdax.analysis import ExecutionWave, TaskAnalysis, TaskAnalyzer
-from sdax.builders import AsyncDagLevelAdapterBuilder, AsyncDagTaskProcessorBuilder, LevelKey
-from sdax.declarations import AsyncTask, PhaseId, TaskFunction, join
+from sdax.declarations import AsyncTask, TaskFunction, join
 from sdax.errors import SdaxExecutionError, flatten_exceptions
-from sdax.processor import AsyncDagTaskProcessor, AsyncPhaseRunner, AsyncTaskProcessor
+from sdax.graph import LevelKey
+from sdax.processor import (
+    AsyncDagLevelAdapterBuilder,
+    AsyncDagTaskProcessor,
+    AsyncDagTaskProcessorBuilder,
+    AsyncPhaseRunner,
+    AsyncTaskProcessor,
+)
+from sdax.task_group import SdaxTaskGroup
+from sdax.vocabulary import PhaseId
 
 T = TypeVar("T")
 

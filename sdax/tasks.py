@@ -1,6 +1,8 @@
-"""Compatibility facade: the declarations and helpers, as `sdax.tasks` exported them."""
+"""Compatibility facade: what 0.7.2's `sdax.tasks` exported, and only that.
 
-from sdax.actors.task_group import SdaxTaskGroup
+Names added since (limits, `task_thread_func`) are imported from `sdax`.
+"""
+
 from sdax.declarations import (
     AsyncTask,
     TaskFunction,
@@ -10,14 +12,11 @@ from sdax.declarations import (
     task_group_func,
     task_group_task,
     task_sync_func,
-    task_thread_func,
 )
 from sdax.errors import RetryableException
-from sdax.limits import Limit, LimitUse
+from sdax.task_group import SdaxTaskGroup
 
 __all__ = [
-    "Limit",
-    "LimitUse",
     "AsyncTask",
     "RetryableException",
     "SdaxTaskGroup",
@@ -28,5 +27,4 @@ __all__ = [
     "task_group_func",
     "task_group_task",
     "task_sync_func",
-    "task_thread_func",
 ]

@@ -18,7 +18,7 @@ from sdax import (
     task_sync_func,
     task_thread_func,
 )
-from sdax.actors.task_group import SdaxTaskGroup
+from sdax.task_group import SdaxTaskGroup
 from stress.faults import RunContext
 from stress.model import Policy, Shape
 from stress.threads import ThreadBody, given_executor

@@ -16,12 +16,10 @@ from sdax import (
     AsyncTaskProcessor,
     ReportRecorder,
     RunObserver,
-    RunTimeoutError,
-    SdaxExecutionError,
 )
 from sdax.observers import PhaseFinished, PhaseRetried, PhaseStarted, RunFinished, RunStarted
 from sdax.testing import shuffled_release
-from stress.faults import BEGIN, InjectedFatal, RunContext
+from stress.faults import BEGIN, RunContext
 from stress.invariants import RunRecord
 
 
@@ -130,17 +128,3 @@ def record_of(ctx: RunContext, known: set[str]) -> RunRecord:
         recorded=recorder.report if isinstance(recorder, ReportRecorder) else None,
         thread_problems=thread_problems,
     )
-
-
-def outcome_kind(raised: BaseException | None) -> str:
-    if raised is None:
-        return "ok"
-    if isinstance(raised, SdaxExecutionError):
-        return "failed"
-    if isinstance(raised, RunTimeoutError):
-        return "deadline"
-    if isinstance(raised, asyncio.CancelledError):
-        return "cancelled"
-    if type(raised) is TimeoutError:
-        return "timeout"
-    return "fatal" if isinstance(raised, InjectedFatal) else f"other:{type(raised).__name__}"

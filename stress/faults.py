@@ -32,7 +32,7 @@ from collections.abc import Hashable, Iterator
 from typing import Any, NamedTuple
 
 from sdax import RetryableException
-from sdax.actors.task_group import SdaxTaskGroup
+from sdax.task_group import SdaxTaskGroup
 from stress.chain import Chain
 from stress.model import Act, Attempt, RunPlan
 

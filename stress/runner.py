@@ -29,7 +29,7 @@ from sdax import AsyncTaskProcessor
 from stress import capacity, coverage
 from stress.abandoned import exercised
 from stress.determinism import check_determinism
-from stress.drive import drive, outcome_kind, record_of
+from stress.drive import drive, record_of
 from stress.failures import failures_of
 from stress.faults import CURRENT_RUN, RunContext
 from stress.generate import build_processor, random_shape, seed_for
@@ -37,6 +37,7 @@ from stress.invariants import RunRecord, Violation, check_run
 from stress.model import RunPlan, Shape
 from stress.notes import observations
 from stress.plans import random_plan
+from stress.runreports import outcome_kind
 from stress.soak import Soak
 from stress.threads import install_default_executor, wait_for_threads
 

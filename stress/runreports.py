@@ -24,8 +24,9 @@ from collections.abc import Collection, Hashable, Mapping
 from typing import Any
 
 from sdax import RunReport, RunTimeoutError, SdaxExecutionError
-from sdax.actors.messages import CancelReason
+from sdax.errors import run_outcome
 from sdax.report import PhaseReport
+from sdax.vocabulary import CancelReason, RunOutcome
 from stress.faults import BEGIN, Ev, InjectedFatal
 from stress.model import EXEC, POST, PRE, Shape
 from stress.outcomes import (
@@ -90,22 +91,25 @@ def the_report(
     return None, []  # cancelled or interrupted: nothing to carry it
 
 
-def run_outcome(raised: BaseException | None) -> str:
-    """The RunReport outcome of a run that raised `raised`."""
-    if raised is None:
-        return "ok"
-    if isinstance(raised, RunTimeoutError):
-        return "timed_out"
-    if isinstance(raised, SdaxExecutionError):
-        return "failed"
-    if isinstance(raised, InjectedFatal):
-        return "interrupted"
-    # CancelledError, or the TimeoutError an enclosing asyncio.timeout made of it.
-    return "cancelled" if isinstance(raised, (asyncio.CancelledError, TimeoutError)) else "?"
+def outcome_kind(raised: BaseException | None) -> str:
+    """How a run that raised `raised` ended, in sdax's RunOutcome words.
+
+    `other:<type>` for what no run should raise (an interruption that was
+    not injected, say): a report can never match it, so it is flagged.
+    """
+    if (
+        type(raised) is TimeoutError  # not a RunTimeoutError: an enclosing asyncio.timeout's
+        and isinstance(raised.__cause__, asyncio.CancelledError)
+    ):
+        raised = raised.__cause__  # the caller's cancellation, as the run raised it
+    outcome = run_outcome(raised)
+    if outcome is RunOutcome.INTERRUPTED and not isinstance(raised, InjectedFatal):
+        return f"other:{type(raised).__name__}"
+    return outcome.value
 
 
 def run_problems(report: RunReport, raised: BaseException | None) -> list[str]:
-    expected = run_outcome(raised)
+    expected = outcome_kind(raised)
     problems = []
     if report.outcome != expected:
         problems.append(f"run outcome {report.outcome!r}, expected {expected!r}")

@@ -14,7 +14,7 @@ from collections.abc import Hashable, Mapping
 from typing import TYPE_CHECKING
 
 from sdax import RunReport
-from sdax.actors.messages import CancelReason
+from sdax.vocabulary import CancelReason
 from stress.faults import FATAL
 from stress.model import EXEC, POST, PRE, Shape
 from stress.outcomes import FAILURES, Entitlement, Outcome, PhaseLog

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import asyncio
 from pathlib import Path
 from typing import Any
@@ -11,14 +10,16 @@ import msgspec
 import pytest
 
 from sdax import AsyncDagTaskProcessor, AsyncTask, Limit, task_func
-from sdax.actors import coordinator, messages, task_actor
+from sdax.actors import coordinator, messages
 from sdax.actors.coordinator import Coordinator
-from sdax.actors.flow import FINISHED, Flow
+from sdax.actors.flow import REACHED, Flow
 from sdax.actors.mailbox import Mailbox
-from sdax.actors.messages import CancelReason
-from sdax.declarations import PhaseId
 from sdax.graph import compile_graph
+from sdax.report import ReportRecorder
+from sdax.run_options import RunKeywords
+from sdax.vocabulary import CancelReason, PhaseId
 from tests.support import HOLD, OK, PRE, Probe, Raise
+from tests.test_architecture import module_imports
 
 SDAX = Path(__file__).resolve().parent.parent / "sdax"
 
@@ -28,36 +29,18 @@ def message_types(union: object) -> set[type]:
 
 
 def test_every_message_is_a_frozen_struct_with_exactly_one_handler() -> None:
-    events, commands = message_types(messages.Event), message_types(messages.Command)
+    events = message_types(messages.Event)
     assert events
-    assert commands
-    for kind in events | commands:
+    for kind in events:
         assert issubclass(kind, msgspec.Struct)
         assert kind.__struct_config__.frozen
     assert set(coordinator._EVENT_HANDLERS) == events
-    assert set(task_actor._COMMAND_HANDLERS) == commands
-
-
-def imports_of(path: Path) -> set[str]:
-    found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module:
-            found.add(node.module)
-        elif isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-    return found
-
-
-def test_the_runtime_never_imports_the_api_layer() -> None:
-    api = {"sdax.processor", "sdax.builders", "sdax.analysis", "sdax"}
-    for path in (SDAX / "actors").glob("*.py"):
-        assert not imports_of(path) & api, f"{path.name} imports the API layer"
 
 
 def test_the_coordinator_never_imports_attempt_machinery() -> None:
-    imported = imports_of(SDAX / "actors" / "coordinator.py")
+    imported = module_imports(SDAX / "actors" / "coordinator.py")
     assert "sdax.actors.attempts" not in imported
-    assert "sdax.actors.task_group" not in imported
+    assert "sdax.task_group" not in imported
 
 
 async def read(mailbox: Mailbox[str]) -> None:
@@ -133,6 +116,17 @@ async def test_a_cancelled_mailbox_wait_propagates_and_leaves_the_mailbox_usable
     assert mailbox.take_all() == ["after"]
 
 
+def cancel_reasons(recorder: ReportRecorder) -> dict[str, CancelReason]:
+    """Why sdax cancelled each phase it cancelled, by task, as the run's report has it."""
+    assert recorder.report is not None
+    return {
+        entry.task: phase.cancel_reason
+        for entry in recorder.report.tasks
+        for phase in entry.phases
+        if phase.cancel_reason is not None
+    }
+
+
 def graph_of(*tasks_and_deps: tuple[object, tuple[str, ...]]):  # type: ignore[no-untyped-def]
     return compile_graph([(task, deps) for task, deps in tasks_and_deps])  # type: ignore[misc]
 
@@ -143,7 +137,8 @@ async def test_cancellations_carry_the_reason_a_sibling_failed() -> None:
         (probe.task("A", pre=HOLD), ()),
         (probe.task("B", pre=Raise(ValueError("x"), hold=True)), ()),
     )
-    run = Coordinator(graph, None)
+    recorder = ReportRecorder()
+    run = Coordinator(graph, None, RunKeywords(observers=(recorder,)))
 
     async def release_b() -> None:
         await probe.started("A", PRE)
@@ -153,20 +148,21 @@ async def test_cancellations_carry_the_reason_a_sibling_failed() -> None:
     helper = asyncio.create_task(release_b())
     await run.run_next_phase()
     await helper
-    assert run.cancelled_phases == [("A", PhaseId.PRE_EXEC, CancelReason.SIBLING_FAILED)]
+    assert cancel_reasons(recorder) == {"A": CancelReason.SIBLING_FAILED}
     assert run.next_phase is PhaseId.POST_EXEC
 
 
 async def test_cancellations_carry_the_reason_the_caller_was_cancelled() -> None:
     probe = Probe()
     graph = graph_of((probe.task("A", pre=HOLD, post=OK), ()))
-    run = Coordinator(graph, None)
+    recorder = ReportRecorder()
+    run = Coordinator(graph, None, RunKeywords(observers=(recorder,)))
     driver = asyncio.create_task(run.run_next_phase())
     await probe.started("A", PRE)
     driver.cancel()
-    interruption = await driver  # the phase absorbs it and hands it back
-    assert isinstance(interruption, asyncio.CancelledError)
-    assert run.cancelled_phases == [("A", PhaseId.PRE_EXEC, CancelReason.CALLER_CANCELLED)]
+    await driver  # the phase absorbs it and hands it over
+    assert isinstance(run.outcome.hand_over(), asyncio.CancelledError)
+    assert cancel_reasons(recorder) == {"A": CancelReason.CALLER_CANCELLED}
 
 
 async def test_cancellations_carry_the_reason_a_task_raised_a_fatal_error() -> None:
@@ -175,7 +171,8 @@ async def test_cancellations_carry_the_reason_a_task_raised_a_fatal_error() -> N
         (probe.task("A", pre=HOLD), ()),
         (probe.task("B", pre=Raise(SystemExit(3), hold=True)), ()),
     )
-    run = Coordinator(graph, None)
+    recorder = ReportRecorder()
+    run = Coordinator(graph, None, RunKeywords(observers=(recorder,)))
 
     async def release_b() -> None:
         await probe.started("A", PRE)
@@ -183,10 +180,10 @@ async def test_cancellations_carry_the_reason_a_task_raised_a_fatal_error() -> N
         probe.release("B", PRE)
 
     helper = asyncio.create_task(release_b())
-    interruption = await run.run_next_phase()
+    await run.run_next_phase()
     await helper
-    assert isinstance(interruption, SystemExit)
-    assert run.cancelled_phases == [("A", PhaseId.PRE_EXEC, CancelReason.FATAL_ERROR)]
+    assert isinstance(run.outcome.hand_over(), SystemExit)
+    assert cancel_reasons(recorder) == {"A": CancelReason.FATAL_ERROR}
 
 
 async def test_a_bug_in_the_coordinator_still_stops_every_phase_and_frees_shared_slots(
@@ -294,6 +291,6 @@ def test_a_flow_passes_through_nodes_without_the_phase_and_reports_who_is_ready(
     flow = Flow(PhaseId.PRE_EXEC, edges, [0, 1, 1, 2], [True, False, True, True])
     assert flow.start_at([0]) == [0]
     assert flow.finish([0]) == [2]  # 1 passed straight through; 3 still waits on 2
-    assert flow.progress[1] == FINISHED
+    assert flow.progress[1] == REACHED
     assert flow.finish([2]) == [3]
     assert flow.waiting == [0, 0, 0, 0]

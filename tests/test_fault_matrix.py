@@ -47,6 +47,7 @@ from pathlib import Path
 import pytest
 
 from sdax import AsyncDagTaskProcessor, AsyncTask, RunTimeoutError, task_func
+from sdax.vocabulary import CancelReason
 
 
 def retrying_for_an_hour() -> tuple[AsyncDagTaskProcessor[None], asyncio.Event, list[str]]:
@@ -85,7 +86,7 @@ async def test_a_run_deadline_firing_during_retry_backoff_ends_the_task_as_cance
     report = caught.value.report
     assert report is not None
     phase = report.phase("Flaky", "pre_execute")
-    assert (phase.outcome, phase.cancel_reason) == ("cancelled", "the run's deadline expired")
+    assert (phase.outcome, phase.cancel_reason) == ("cancelled", CancelReason.DEADLINE)
     assert len(phase.retries) == 1
     assert cleaned == ["post"]
 

@@ -19,7 +19,7 @@ from sdax import (
 )
 from sdax.actors.admission import Admission
 from sdax.actors.mailbox import Mailbox
-from sdax.declarations import PhaseId
+from sdax.vocabulary import PhaseId
 from tests.support import HOLD, OK, POST, PRE, Probe, Raise
 
 

@@ -48,6 +48,7 @@ from sdax.testing import (
 )
 from sdax.testing.checks import BUILT_IN
 from sdax.testing.faults import RunLog
+from sdax.vocabulary import CancelReason
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -342,7 +343,7 @@ async def test_work_started_after_the_callers_cancel_breaks_nothing_after_cancel
     run.log.late.append(("C", PhaseId.EXECUTE, 1))
     run.events += [
         PhaseFinished(run_id=0, task="B", phase=PhaseId.PRE_EXEC, outcome=PhaseOutcome.CANCELLED,
-                      attempts=1, at=0.0, cancel_reason="the task awaiting the run was cancelled"),
+                      attempts=1, at=0.0, cancel_reason=CancelReason.CALLER_CANCELLED),
         PhaseStarted(run_id=0, task="C", phase=PhaseId.EXECUTE, at=0.0),
         PhaseStarted(run_id=0, task="A", phase=PhaseId.POST_EXEC, at=0.0),  # cleanup may start
     ]  # fmt: skip

@@ -22,6 +22,7 @@ from sdax import (
     SdaxExecutionError,
     task_func,
 )
+from sdax.vocabulary import CancelReason
 from tests.support import HOLD, OK, Probe, Raise
 
 
@@ -102,7 +103,7 @@ async def test_a_failing_run_reports_failed_cancelled_and_skipped_phases() -> No
     assert (auth.error.type, auth.error.message) == ("ValueError", "bad token")
     flags = report.phase("Flags", "pre_execute")
     assert flags.outcome == "cancelled"
-    assert flags.cancel_reason == "a pre_execute of another task failed"
+    assert flags.cancel_reason is CancelReason.SIBLING_FAILED
     assert report.phase("Flags", "execute").outcome == "skipped"
     assert report.phase("Flags", "execute").start is None
     assert report.phase("Flags", "post_execute").outcome == "ok"  # its pre started: cleaned up

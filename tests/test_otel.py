@@ -156,7 +156,7 @@ async def test_a_failed_phase_and_its_run_are_errors_and_a_cancelled_sibling_is_
     assert flags.events == ()
     assert flags.attributes is not None
     assert flags.attributes["sdax.outcome"] == "cancelled"
-    assert flags.attributes["sdax.cancel_reason"] == "a pre_execute of another task failed"
+    assert flags.attributes["sdax.cancel_reason"] == "sibling_failed"
     assert tracing.phase("Flags", "post_execute").status.status_code is StatusCode.UNSET
 
     run = tracing.run()

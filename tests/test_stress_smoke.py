@@ -92,7 +92,7 @@ async def test_two_hundred_runs_have_no_violation(release_order_seed: int) -> No
     assert summary.violation_counts == {}, shown
     assert summary.runs == 200
     # The faults really happen: runs end in every ordinary way, deadlines included...
-    assert {"ok", "failed", "cancelled", "deadline"} <= set(summary.outcomes)
+    assert {"ok", "failed", "cancelled", "timed_out"} <= set(summary.outcomes)
     # ...and the newer features are all in play.
     options = {"deadline-short", "cleanup-timeout-short", "report-flag", "report-recorder"}
     assert options | {"thread-hang", "thread-raise"} <= set(summary.faults)

@@ -13,6 +13,7 @@ import pytest
 from sdax import AsyncDagTaskProcessor, ErrorInfo, PhaseReport, RunReport, SdaxExecutionError
 from sdax.report import RetryReport, TaskReport
 from sdax.timeline import LEGEND, render_gantt, to_chrome_trace, write_chrome_trace
+from sdax.vocabulary import CancelReason
 from tests.support import HOLD, OK, POST, PRE, Probe, Raise
 
 
@@ -87,7 +88,7 @@ async def test_the_trace_of_a_failing_run_has_one_slice_per_phase_that_ran(
     assert flags == {
         "outcome": "cancelled",
         "attempts": 1,
-        "cancel_reason": "a pre_execute of another task failed",
+        "cancel_reason": "sibling_failed",
     }
     assert slices[0]["args"]["error_type"] == "sdax.errors.SdaxExecutionError"
 
@@ -132,7 +133,7 @@ def handmade_report() -> RunReport:
             TaskReport(task="Database", phases=[phase(PRE, "ok", 0, 2), phase(POST, "ok", 14, 16)]),
             TaskReport(
                 task="Auth",
-                phases=[phase(PRE, "cancelled", 2, 8, cancel_reason="a sibling failed")],
+                phases=[phase(PRE, "cancelled", 2, 8, cancel_reason=CancelReason.SIBLING_FAILED)],
             ),
             TaskReport(
                 task="Flags",

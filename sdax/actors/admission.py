@@ -16,37 +16,26 @@ for and returns what it had taken.
 from __future__ import annotations
 
 import asyncio
-import threading
-import weakref
-from collections import deque
 from collections.abc import Sequence
 
 from sdax.actors.mailbox import Mailbox
 from sdax.actors.messages import Event, SlotsGranted
-from sdax.declarations import PhaseId
-from sdax.limits import Limit, LimitUse
+from sdax.limits import Limit, LimitUse, Pool, shared_pools
+from sdax.vocabulary import PhaseId
 
 
-class _Pool:
-    """The free units of one limit and the requests queued for them."""
-
-    __slots__ = ("free", "queue")
-
-    def __init__(self, limit: Limit) -> None:
-        self.free = limit.capacity
-        self.queue: deque[_Request] = deque()
-
-    def serve(self) -> None:
-        """Grant queued requests, in order, while the head's units are free."""
-        while self.queue:
-            head = self.queue[0]
-            units = head.uses[head.step].units
-            if units > self.free:
-                return
-            self.queue.popleft()
-            self.free -= units
-            head.step += 1
-            head.admission._continue(head)
+def _serve(pool: Pool) -> None:
+    """Grant the pool's queued requests, in order, while the head's units are free."""
+    queue = pool.queue
+    while queue:
+        head: _Request = queue[0]
+        units = head.uses[head.step].units
+        if units > pool.free:
+            return
+        queue.popleft()
+        pool.free -= units
+        head.step += 1
+        head.admission._continue(head)
 
 
 class _Request:
@@ -72,8 +61,8 @@ class Admission:
 
     def __init__(self, outbox: Mailbox[Event]) -> None:
         self._outbox = outbox
-        self._run_pools: dict[Limit, _Pool] = {}
-        self._shared_pools = _shared_pools(asyncio.get_running_loop())
+        self._run_pools: dict[Limit, Pool] = {}
+        self._shared_pools = shared_pools(asyncio.get_running_loop())
         self._waiting: dict[int, _Request] = {}  # not (yet) fully granted, or granted unclaimed
         self._held: dict[int, _Request] = {}  # claimed: the phase runs holding all its units
 
@@ -138,11 +127,11 @@ class Admission:
             request.step += 1
         return True
 
-    def _pool(self, limit: Limit) -> _Pool:
+    def _pool(self, limit: Limit) -> Pool:
         pools = self._shared_pools if limit.shared else self._run_pools
         pool = pools.get(limit)
         if pool is None:
-            pool = pools[limit] = _Pool(limit)
+            pool = pools[limit] = Pool(limit.capacity)
         return pool
 
 
@@ -151,33 +140,4 @@ def _give_back(request: _Request) -> None:
     request.step = 0
     for pool, use in zip(request.pools[:taken], request.uses[:taken], strict=True):
         pool.free += use.units
-        pool.serve()
-
-
-_shared_lock = threading.Lock()
-_shared_by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Limit, _Pool]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _shared_pools(loop: asyncio.AbstractEventLoop) -> dict[Limit, _Pool]:
-    # asyncio state belongs to one loop, so a shared limit has one pool per loop.
-    with _shared_lock:
-        pools = _shared_by_loop.get(loop)
-        if pools is None:
-            pools = _shared_by_loop[loop] = {}
-        return pools
-
-
-def shared_usage(limit: Limit) -> tuple[int, int]:
-    """(free units, queued phases) of a shared limit's pool on the running loop."""
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:
-        raise RuntimeError(
-            f"limit {limit.name!r}: its usage belongs to an event loop; read it on one"
-        ) from None
-    pool = _shared_pools(loop).get(limit)
-    if pool is None:  # nothing has used it on this loop yet
-        return limit.capacity, 0
-    return pool.free, len(pool.queue)
+        _serve(pool)

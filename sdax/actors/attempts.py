@@ -14,9 +14,9 @@ from collections.abc import Awaitable
 from types import CoroutineType, TracebackType
 from typing import Any, Protocol
 
-from sdax.actors.task_group import SdaxTaskGroup
 from sdax.declarations import TaskFunction, describe_callable
 from sdax.errors import annotate, flatten_exceptions
+from sdax.task_group import SdaxTaskGroup
 
 
 def ensure_awaitable(

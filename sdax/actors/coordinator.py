@@ -32,19 +32,14 @@ import asyncio
 import enum
 import random
 import time
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Sequence
 from contextvars import ContextVar
 from typing import Any
-
-from msgspec import Struct
 
 from sdax.actors.admission import Admission
 from sdax.actors.flow import WAITING, Flow
 from sdax.actors.mailbox import Mailbox
 from sdax.actors.messages import (
-    CANCEL,
-    START,
-    CancelReason,
     CleanupBudgetExpired,
     DeadlineExpired,
     Event,
@@ -53,15 +48,14 @@ from sdax.actors.messages import (
     PhaseRetrying,
     PhaseSucceeded,
     SlotsGranted,
-    StartPhase,
 )
 from sdax.actors.outcome import Outcome
 from sdax.actors.task_actor import RunScope, TaskActor, phase_starters
 from sdax.actors.watch import RunWatch
-from sdax.declarations import PhaseId
-from sdax.errors import CleanupAbandonedError, RunTimeoutError, annotate
+from sdax.errors import CleanupAbandonedError, annotate
 from sdax.graph import TaskGraph
-from sdax.observers import RunObserver
+from sdax.run_options import DEFAULT_OPTIONS, RunKeywords
+from sdax.vocabulary import CancelReason, PhaseId
 
 PRE, EXECUTE, POST = PhaseId.PRE_EXEC, PhaseId.EXECUTE, PhaseId.POST_EXEC
 
@@ -120,28 +114,6 @@ _STARTS: dict[RunState, PhaseId | None] = {
 }
 
 
-class RunOptions(Struct, frozen=True, kw_only=True):
-    """A run's options, checked by the processor; one instance serves every plain run."""
-
-    timeout: float | None = None
-    cleanup_timeout: float | None = None
-    cleanup_budget: float | None = None
-    rng: random.Random | None = None
-    observers: tuple[RunObserver, ...] = ()
-    tag: str | None = None
-
-    @property
-    def commands(self) -> dict[PhaseId, StartPhase]:
-        """The command that starts each phase: a post carries the run's cleanup_timeout."""
-        if self.cleanup_timeout is None:
-            return START
-        # each post, all its attempts, within that many seconds
-        return {**START, POST: StartPhase(phase=POST, within=self.cleanup_timeout)}
-
-
-DEFAULT_OPTIONS = RunOptions()
-
-
 class Coordinator:
     """Runs one context through a task graph, phase by phase."""
 
@@ -155,36 +127,32 @@ class Coordinator:
         "_pre",
         "_flow",
         "_through",
-        "_outcome",
-        "_stopped",
-        "_interruption",
+        "outcome",
         "_last_phase",
         "_shuffle",
         "_admission",
-        "_commands",
-        "_timeout",
+        "_options",
         "_deadline",
-        "_budget",
         "_budget_timer",
         "_watch",
         "_bare",
     )
 
     def __init__(
-        self, graph: TaskGraph, ctx: object, options: RunOptions = DEFAULT_OPTIONS
+        self, graph: TaskGraph, ctx: object, options: RunKeywords = DEFAULT_OPTIONS
     ) -> None:
         self._graph = graph
         self._state = RunState.IDLE
         loop = asyncio.get_running_loop()
         self._mailbox: Mailbox[Event] = Mailbox()
-        observers = options.observers
+        observers = options.get("observers", ())
         # None when nobody listens, so each check on the hot path is a plain `is` test.
-        self._watch = RunWatch(observers, graph, options.tag) if observers else None
+        self._watch = RunWatch(observers, graph, options.get("tag")) if observers else None
         clock = time.perf_counter if observers else None  # events carry times if observed
-        rng = options.rng or _default_rng
+        rng = options.get("rng") or _default_rng
         self._scope = RunScope(ctx, self._mailbox, rng, phase_starters(loop), clock)
         self._admission = Admission(self._mailbox) if graph.any_limits else None
-        self._commands = options.commands
+        self._options = options
         self._actors: list[TaskActor | None] = [None] * len(graph)  # created at first start
         # invariant: the phases started whose end has not been handled yet
         self._in_flight = 0
@@ -194,14 +162,10 @@ class Coordinator:
         self._flow = self._pre
         # Nodes through the flow's phase in the batch being handled; spread after it.
         self._through: list[int] = []
-        self._outcome = Outcome(options.timeout)
-        self._stopped: list[PhaseCancelled] = []  # phases we cancelled, with the reason
-        self._interruption: BaseException | None = None  # cancel or fatal error of this phase
+        self.outcome = Outcome()  # what happened, and so what the run raises
         self._last_phase: PhaseId | None = None
         self._shuffle = release_shuffle.get()
-        self._timeout = options.timeout  # bounds PRE and EXECUTE together, from the start of PRE
-        self._deadline: asyncio.TimerHandle | None = None
-        self._budget = options.cleanup_budget  # bounds POST as a whole, from its start
+        self._deadline: asyncio.TimerHandle | None = None  # timeout: PRE and EXECUTE together
         self._budget_timer: asyncio.TimerHandle | None = None
         # No limits to give back and nobody watching: a success needs only counting.
         self._bare = self._admission is None and self._watch is None
@@ -217,30 +181,20 @@ class Coordinator:
     def last_phase(self) -> PhaseId | None:
         return self._last_phase
 
-    @property
-    def failures(self) -> list[Exception]:
-        """The ordinary failures so far, as raised (annotated), in the order they happened."""
-        return [failure.error for failure in self._outcome.failures]
-
-    @property
-    def cancelled_phases(self) -> list[tuple[Hashable, PhaseId, CancelReason]]:
-        """Every phase the coordinator cancelled (task key, phase, reason), in order."""
-        nodes = self._graph.nodes
-        return [(nodes[stop.task].key, stop.phase, stop.reason) for stop in self._stopped]
-
     async def run(self) -> None:
         """Run every phase that is due, then raise what the run ended with, if anything."""
         while _NEXT_PHASE[self._state] is not None:
             await self.run_next_phase()
-        self.raise_outcome()
+        error = self.outcome.raises()
+        if error is not None:
+            raise error
 
-    async def run_next_phase(self) -> BaseException | None:
+    async def run_next_phase(self) -> None:
         """Run the phase that is due until everything it started has stopped.
 
         Events that arrived between phases (an expired deadline) are handled
-        first, so they can change which phase is due. Returns the
-        cancellation or fatal error that arrived during the phase (the
-        caller decides when to raise it), or None.
+        first, so they can change which phase is due. What arrived during the
+        phase is in `outcome`, whose caller decides when to raise it.
         """
         if self._mailbox.pending:
             self._handle_delivered()
@@ -248,7 +202,6 @@ class Coordinator:
         if phase is None:
             raise RuntimeError("the run is over: no phase is left to run")
         self._last_phase = phase
-        self._interruption = None
         mailbox, admission = self._mailbox, self._admission
         try:
             _ENTER[phase](self)
@@ -268,7 +221,6 @@ class Coordinator:
             raise
         if phase is POST:
             self._finish()
-        return self._interruption
 
     def skip_execute(self) -> None:
         """Between phases, give up going forward: if EXECUTE was next, POST is next instead."""
@@ -278,34 +230,15 @@ class Coordinator:
     def close_unstarted(self) -> None:
         """End a run that never started: nothing ran, so nothing is owed."""
         self._transition(RunState.DONE)
-
-    def raise_outcome(self) -> None:
-        """Raise, by priority: the caller's cancellation, a fatal error, the deadline, failures."""
-        error = self._outcome.error()
-        if error is not None:
-            raise error
-
-    def raise_result(self) -> None:
-        """Raise RunTimeoutError if the deadline stopped the run, else the failures, if any."""
-        error = self._outcome.result()
-        if error is not None:
-            raise error
-
-    def raise_failures(self) -> None:
-        """Raise the failures so far as an SdaxExecutionError, if there are any."""
-        error = self._outcome.result()
-        if isinstance(error, RunTimeoutError):
-            error = error.failures
-        if error is not None:
-            raise error
+        self.outcome.close()
 
     def _finish(self) -> None:
         if self._budget_timer is not None:
             self._budget_timer.cancel()
         self._transition(RunState.DONE)
-        self._outcome.close()
+        self.outcome.close()
         if self._watch is not None:
-            self._watch.run_finished(self._outcome)
+            self._watch.run_finished(self.outcome.raises())
 
     def _handle_delivered(self) -> None:
         """Handle every event in the mailbox, including any that handling delivers.
@@ -336,9 +269,10 @@ class Coordinator:
         self._transition(RunState.PRE)
         if self._watch is not None:
             self._watch.run_started()
-        if self._timeout is not None:
+        timeout = self._options.get("timeout")
+        if timeout is not None:
             loop = asyncio.get_running_loop()
-            self._deadline = loop.call_later(self._timeout, self._mailbox.put, DEADLINE_EXPIRED)
+            self._deadline = loop.call_later(timeout, self._mailbox.put, DEADLINE_EXPIRED)
         if self._graph.any_pre:
             self._launch(self._pre, self._pre.start_at(self._graph.roots))
         else:
@@ -362,10 +296,11 @@ class Coordinator:
             self._deadline.cancel()  # the deadline bounds PRE and EXECUTE only
         post = self._flow = Flow(POST, graph.dependencies, list(graph.dependent_counts), owes)
         if graph.any_post and any(owes):  # else no cleanup is owed: nothing to walk
-            if self._budget is not None:
+            budget = self._options.get("cleanup_budget")
+            if budget is not None:
                 loop = asyncio.get_running_loop()
                 self._budget_timer = loop.call_later(
-                    self._budget, self._mailbox.put, CLEANUP_BUDGET_EXPIRED
+                    budget, self._mailbox.put, CLEANUP_BUDGET_EXPIRED
                 )
             self._launch(post, post.start_at(graph.tips))
 
@@ -400,18 +335,20 @@ class Coordinator:
         if phase is not EXECUTE:
             # PRE: cleanup is owed from here on, unless the pre is cancelled before
             # it is entered. POST: no longer pending, should the budget expire.
-            self._flow.mark_started(nodes)
+            self._flow.mark_reached(nodes)
         if self._watch is not None:
-            # Before the tells: from 3.12 a phase starts eagerly and may have
-            # finished (and been timed) by the time `tell` returns.
+            # Before the starts: from 3.12 a phase starts eagerly and may have
+            # finished (and been timed) by the time `start` returns.
             self._watch.phases_started(phase, nodes)
         self._in_flight += len(nodes)
-        actors, command = self._actors, self._commands[phase]
+        # each post, all its attempts, within the run's cleanup_timeout
+        within = self._options.get("cleanup_timeout") if phase is POST else None
+        actors = self._actors
         for node in nodes:
             actor = actors[node]
             if actor is None:
                 actor = actors[node] = TaskActor(self._graph.nodes[node], self._scope)
-            actor.start(command)
+            actor.start(phase, within)
 
     # -- events --------------------------------------------------------------------
 
@@ -438,8 +375,6 @@ class Coordinator:
             self._through.append(event.task)  # a cleanup is over however it ended
         if isinstance(event, PhaseFailed):
             self._record_failure(event)
-        else:
-            self._stopped.append(event)
 
     def _on_retrying(self, event: PhaseRetrying) -> None:
         if self._watch is not None:
@@ -452,9 +387,7 @@ class Coordinator:
             self._begin(event.phase, [event.task])
 
     def _record_failure(self, event: PhaseFailed) -> None:
-        fatal = self._outcome.failed(self._graph.keys[event.task], event.phase, event.error)
-        if fatal and self._interruption is None:
-            self._interruption = event.error
+        fatal = self.outcome.failed(self._graph.keys[event.task], event.phase, event.error)
         if event.phase is POST:
             return  # a failed cleanup never stops the others
         if fatal:
@@ -465,15 +398,15 @@ class Coordinator:
     def _on_deadline(self, event: DeadlineExpired) -> None:
         # Only a run still going forward times out; a failing one keeps its failures.
         if self._state in (RunState.PRE, RunState.EXECUTE):
-            self._outcome.timed_out = True
+            timeout = self._options.get("timeout")
+            assert timeout is not None
+            self.outcome.deadline_passed(timeout)
             self._abort(CancelReason.DEADLINE)
 
     def _on_caller_cancelled(self, cancel: asyncio.CancelledError) -> None:
         # Every cancellation is absorbed here and the first re-raised once the
         # run is over; in POST it stops nothing (cleanup is shielded).
-        if self._outcome.cancelled is None:
-            self._outcome.cancelled = cancel
-        self._interruption = cancel
+        self.outcome.caller_cancelled(cancel)
         self._abort(CancelReason.CALLER_CANCELLED)
 
     def _on_cleanup_budget(self, event: CleanupBudgetExpired) -> None:
@@ -484,13 +417,13 @@ class Coordinator:
         for node, owed in enumerate(post.runs):
             if owed and post.progress[node] == WAITING:  # owed, never started: skipped
                 error = self._abandoned(node, started=False)
-                self._outcome.failed(self._graph.keys[node], POST, error)
+                self.outcome.failed(self._graph.keys[node], POST, error)
                 if self._watch is not None:
                     self._watch.phase_abandoned(node, error)
-        self._tell_all(CancelReason.CLEANUP_BUDGET)  # each running post reports its end
+        self._cancel_all(CancelReason.CLEANUP_BUDGET)  # each running post reports its end
 
     def _abandoned(self, node: int, *, started: bool) -> CleanupAbandonedError:
-        key, budget = self._graph.keys[node], self._budget
+        key, budget = self._graph.keys[node], self._options.get("cleanup_budget")
         assert budget is not None
         error = CleanupAbandonedError(key, POST.value, budget, started)
         annotate(error, f"sdax: task {key!r} {POST} abandoned by the run's cleanup budget")
@@ -505,13 +438,12 @@ class Coordinator:
         self._transition(RunState.ABORTING)
         if self._admission is not None:
             self._admission.withdraw()  # waiting phases never started: nothing is owed
-        self._tell_all(reason)
+        self._cancel_all(reason)
 
-    def _tell_all(self, reason: CancelReason) -> None:
-        command = CANCEL[reason]
+    def _cancel_all(self, reason: CancelReason) -> None:
         for actor in self._actors:
             if actor is not None:
-                actor.tell(command)  # an actor with no phase running ignores it
+                actor.cancel(reason)  # an actor with no phase running ignores it
 
     async def _abandon(self) -> None:
         """After an internal error: stop every phase task, give back every slot."""
@@ -534,7 +466,7 @@ class Coordinator:
     def __repr__(self) -> str:
         return (
             f"<Coordinator {self._state.value}: {self._in_flight} running, "
-            f"{len(self._outcome.failures)} failed>"
+            f"{len(self.outcome.failures)} failed>"
         )
 
 

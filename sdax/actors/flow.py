@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sdax.declarations import PhaseId
+from sdax.vocabulary import PhaseId
 
-# Per-node progress through a flow.
-WAITING, STARTED, FINISHED = 0, 1, 2
+# Per-node progress through a flow: what the coordinator asks is whether a node
+# was reached (its phase started, or it passed through), so that is all it keeps.
+WAITING, REACHED = 0, 1
 
 
 class Flow:
@@ -34,13 +35,15 @@ class Flow:
         self.edges = edges  # downstream neighbours of each node
         self.waiting = waiting  # invariant: unfinished neighbours upstream of each node
         self.runs = runs  # whether a node runs the phase or passes through
-        self.progress = bytearray(len(waiting))  # WAITING, STARTED or FINISHED per node
+        self.progress = bytearray(len(waiting))  # WAITING or REACHED per node
 
     def start_at(self, sources: Sequence[int]) -> list[int]:
         """Begin at nodes that wait on nothing; the nodes ready to run the phase."""
         runs = self.runs
         ready = [node for node in sources if runs[node]]
-        ready += self.finish([node for node in sources if not runs[node]])
+        passing = [node for node in sources if not runs[node]]
+        self.mark_reached(passing)
+        ready += self.finish(passing)
         return ready
 
     def finish(self, finished: list[int]) -> list[int]:
@@ -51,22 +54,25 @@ class Flow:
         edges, waiting, runs, progress = self.edges, self.waiting, self.runs, self.progress
         ready: list[int] = []
         while finished:
-            node = finished.pop()
-            progress[node] = FINISHED
-            for neighbour in edges[node]:
+            for neighbour in edges[finished.pop()]:
                 waiting[neighbour] -= 1
                 if not waiting[neighbour]:
-                    (ready if runs[neighbour] else finished).append(neighbour)
+                    if runs[neighbour]:
+                        ready.append(neighbour)  # marked reached when it starts
+                    else:
+                        progress[neighbour] = REACHED  # passes through
+                        finished.append(neighbour)
         return ready
 
     def pass_everything(self) -> None:
         """Every node is through at once (no node runs the phase): skip walking the edges."""
-        self.progress = bytearray([FINISHED]) * len(self.waiting)
+        self.progress = bytearray([REACHED]) * len(self.waiting)
 
-    def mark_started(self, nodes: Sequence[int]) -> None:
+    def mark_reached(self, nodes: Sequence[int]) -> None:
+        """`nodes` started the phase (or pass through it)."""
         progress = self.progress
         for node in nodes:
-            progress[node] = STARTED
+            progress[node] = REACHED
 
     def withdraw(self, node: int) -> None:
         """`node` was started but never ran its phase: as if it had never started."""

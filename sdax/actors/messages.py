@@ -1,49 +1,18 @@
-"""The vocabulary of a run: every message an actor sends or receives.
+"""The messages of a run: what lands in a coordinator's mailbox.
 
-Commands go from the coordinator to a task actor and are imperative
-(`StartPhase`, `CancelPhase`); events go from a task actor to the coordinator
-and are in the past tense (`PhaseSucceeded`, ...). Messages carry task
-indices, never task objects; the one live object an event may carry is the
-exception a phase function raised. Messages have no behaviour.
-
-Commands hold no per-task data, so one instance per phase or reason is
-built here and reused: starting a phase allocates no command.
+Events come from a run's task actors (how each started phase ended), from
+the admission of limits, and from the loop's timers; they are in the past
+tense (`PhaseSucceeded`, ...). They carry task indices, never task objects;
+the one live object an event may carry is the exception a phase function
+raised. Messages have no behaviour. (The coordinator's commands to its task
+actors are method calls, `start` and `cancel`: nothing queues them.)
 """
 
 from __future__ import annotations
 
-import enum
-
 from msgspec import Struct
 
-from sdax.declarations import PhaseId
-
-
-class CancelReason(enum.Enum):
-    """Why sdax cancelled a phase; cancellation is data, not a bare signal."""
-
-    SIBLING_FAILED = "a pre_execute of another task failed"
-    FATAL_ERROR = "a task raised a BaseException such as KeyboardInterrupt"
-    CALLER_CANCELLED = "the task awaiting the run was cancelled"
-    DEADLINE = "the run's deadline expired"
-    CLEANUP_BUDGET = "the run's cleanup budget expired"
-
-
-# Commands: coordinator -> task actor.
-
-
-class StartPhase(Struct, frozen=True, kw_only=True):
-    """Run the task's function for `phase` now, all attempts within `within` seconds if set."""
-
-    phase: PhaseId
-    within: float | None = None
-
-
-class CancelPhase(Struct, frozen=True, kw_only=True):
-    """Cancel the phase function that is running, if any."""
-
-    reason: CancelReason
-
+from sdax.vocabulary import CancelReason, PhaseId
 
 # Events: task actor -> coordinator. Exactly one of these ends every started phase.
 #
@@ -122,7 +91,6 @@ class CleanupBudgetExpired(Struct, frozen=True, kw_only=True):
     """The run's cleanup budget (`cleanup_budget=`) has passed since POST began."""
 
 
-Command = StartPhase | CancelPhase
 Event = (
     PhaseSucceeded
     | PhaseFailed
@@ -132,6 +100,3 @@ Event = (
     | DeadlineExpired
     | CleanupBudgetExpired
 )
-
-START = {phase: StartPhase(phase=phase) for phase in PhaseId}
-CANCEL = {reason: CancelPhase(reason=reason) for reason in CancelReason}

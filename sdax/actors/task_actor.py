@@ -1,11 +1,12 @@
 """The task actor: runs one task's phase functions for one run, and reports.
 
 An actor is created the first time the coordinator starts one of its task's
-phases, and is driven by commands delivered synchronously through `tell()`:
-handling a command only starts or cancels an asyncio task, so it never
-blocks, and an idle actor costs no asyncio task at all. Each started phase
-is one asyncio task running `_run`, which ends by putting exactly one event
-in the coordinator's mailbox.
+phases. The coordinator drives it by calling `start` and `cancel`: each only
+starts or cancels an asyncio task, so it never blocks, and an idle actor
+costs no asyncio task at all. Commands need no mailbox: the coordinator owns
+its actors and calls them in its own task. The other way is a real queue:
+each started phase is one asyncio task running `_run`, which ends by putting
+exactly one event in the coordinator's mailbox.
 
 The actor never looks at the graph and never decides what runs next.
 """
@@ -26,19 +27,16 @@ import msgspec
 from sdax.actors.attempts import ensure_awaitable, run_phase
 from sdax.actors.mailbox import Mailbox
 from sdax.actors.messages import (
-    CancelPhase,
-    CancelReason,
-    Command,
     Event,
     PhaseCancelled,
     PhaseFailed,
     PhaseRetrying,
     PhaseSucceeded,
-    StartPhase,
 )
-from sdax.declarations import PhaseId, TaskFunction
+from sdax.declarations import TaskFunction
 from sdax.errors import PhaseCancelledError, annotate
 from sdax.graph import TaskNode
+from sdax.vocabulary import CancelReason, PhaseId
 
 PhaseStarter = Callable[[Coroutine[Any, Any, None]], "asyncio.Task[None]"]
 """Starts one phase's task for a coroutine: `loop.create_task`, or the Task class, bound."""
@@ -129,7 +127,7 @@ class RunScope:
 
 
 class TaskActor:
-    """Runs the phases of one task, one at a time, as the coordinator commands."""
+    """Runs the phases of one task, one at a time, as the coordinator says."""
 
     __slots__ = ("_node", "_scope", "_task", "_phase", "_cancel_reason")
 
@@ -142,28 +140,24 @@ class TaskActor:
         # seen while this is None was not ours, and is a failure.
         self._cancel_reason: CancelReason | None = None
 
-    def tell(self, command: Command) -> None:
-        """Handle `command` now; it only starts or cancels work, so it never blocks."""
-        _COMMAND_HANDLERS[type(command)](self, command)
-
-    def start(self, command: StartPhase) -> None:
-        """`tell(command)` for a StartPhase, minus the dispatch: the coordinator's hot path."""
-        phase = command.phase
+    def start(self, phase: PhaseId, within: float | None) -> None:
+        """Start running `phase`, all its attempts within `within` seconds if set."""
         self._phase = phase
         self._cancel_reason = None
         function = self._node.functions[phase]
-        task = self._scope.starters[phase](self._run(phase, function, command.within))
+        task = self._scope.starters[phase](self._run(phase, function, within))
         # From 3.12 the phase may have run to its end eagerly, inside that call:
         # holding on to its finished task would only keep it from being freed.
         if not (_EAGER_STARTS and task.done()):
             self._task = task
 
-    def _cancel(self, command: CancelPhase) -> None:
+    def cancel(self, reason: CancelReason) -> None:
+        """Cancel the running phase, if any, for `reason`; it reports how it ended."""
         task = self._task
         if task is None or task.done() or self._cancel_reason is not None:
             return
-        self._cancel_reason = command.reason
-        task.cancel(command.reason.value)
+        self._cancel_reason = reason
+        task.cancel(reason.description)
         # A task cancelled before its first step never enters `_run`, which
         # would then report nothing: the callback reports for it.
         task.add_done_callback(self._report_if_never_started)
@@ -239,12 +233,6 @@ class TaskActor:
     def __repr__(self) -> str:
         state = "idle" if self._task is None else f"running {self._phase}"
         return f"<TaskActor {self._node.key!r}: {state}>"
-
-
-_COMMAND_HANDLERS: dict[type[Any], Callable[[TaskActor, Any], None]] = {
-    StartPhase: TaskActor.start,
-    CancelPhase: TaskActor._cancel,
-}
 
 
 class _PhaseReporter:

@@ -12,20 +12,18 @@ import time
 from collections.abc import Sequence
 
 from sdax.actors.messages import PhaseCancelled, PhaseFailed, PhaseRetrying, PhaseSucceeded
-from sdax.actors.outcome import Outcome
-from sdax.declarations import PhaseId
-from sdax.errors import CleanupAbandonedError
+from sdax.errors import CleanupAbandonedError, run_outcome
 from sdax.graph import TaskGraph
 from sdax.observers import (
     Observers,
     PhaseFinished,
-    PhaseOutcome,
     PhaseRetried,
     PhaseStarted,
     RunFinished,
     RunObserver,
     RunStarted,
 )
+from sdax.vocabulary import PhaseId, PhaseOutcome
 
 _run_ids = itertools.count(1)
 
@@ -71,7 +69,7 @@ class RunWatch:
             error = event.error
             outcome = _failed_outcome(error)
         elif isinstance(event, PhaseCancelled):
-            outcome, reason = PhaseOutcome.CANCELLED, event.reason.value
+            outcome, reason = PhaseOutcome.CANCELLED, event.reason
         finished = PhaseFinished(
             run_id=self._run_id, task=self._graph.keys[event.task], phase=event.phase,
             outcome=outcome, attempts=event.attempts, at=event.at,
@@ -89,10 +87,11 @@ class RunWatch:
         )  # fmt: skip
         self._observers.notify(skipped)
 
-    def run_finished(self, outcome: Outcome) -> None:
+    def run_finished(self, raised: BaseException | None) -> None:
+        """Cleanup is over; the run raises `raised` (None: it returns)."""
         finished = RunFinished(
-            run_id=self._run_id, outcome=outcome.kind(), at=time.perf_counter(),
-            error=outcome.error(), tag=self._tag,
+            run_id=self._run_id, outcome=run_outcome(raised), at=time.perf_counter(),
+            error=raised, tag=self._tag,
         )  # fmt: skip
         self._observers.notify(finished)
 

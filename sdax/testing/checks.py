@@ -32,9 +32,7 @@ import dataclasses
 from collections.abc import Callable, Hashable
 from typing import Any
 
-from sdax.actors.messages import CancelReason
-from sdax.declarations import PhaseId
-from sdax.errors import CleanupAbandonedError, RunTimeoutError, SdaxExecutionError
+from sdax.errors import CleanupAbandonedError, RunTimeoutError, SdaxExecutionError, run_outcome
 from sdax.graph import TaskGraph
 from sdax.observers import (
     Notification,
@@ -45,6 +43,7 @@ from sdax.observers import (
 )
 from sdax.report import RunReport
 from sdax.testing.faults import EXECUTE, HANG, POST, PRE, Fault, RunLog
+from sdax.vocabulary import CancelReason, PhaseId, RunOutcome
 
 
 @dataclasses.dataclass
@@ -70,25 +69,13 @@ class CheckedRun:
     log: RunLog
 
     @property
-    def outcome(self) -> str:
-        return outcome_of(self.error)
+    def outcome(self) -> RunOutcome:
+        return run_outcome(self.error)
 
     def failures(self) -> list[BaseException]:
         """Every failure the run reported, as the exception objects raised."""
         group = failure_group(self.error)
         return [] if group is None else list(group.leaf_exceptions())
-
-
-def outcome_of(error: BaseException | None) -> str:
-    if error is None:
-        return "ok"
-    if isinstance(error, SdaxExecutionError):
-        return "failed"
-    if isinstance(error, RunTimeoutError):
-        return "timed_out"
-    if isinstance(error, asyncio.CancelledError):
-        return "cancelled"
-    return type(error).__name__
 
 
 def failure_group(error: BaseException | None) -> SdaxExecutionError | None:
@@ -112,7 +99,7 @@ def leaves(error: BaseException) -> list[BaseException]:
     return [error]
 
 
-_FOR_THE_CALLER = CancelReason.CALLER_CANCELLED.value
+_FOR_THE_CALLER = CancelReason.CALLER_CANCELLED
 
 Check = Callable[[CheckedRun, TaskGraph], list[str]]
 

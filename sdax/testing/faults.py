@@ -28,10 +28,11 @@ import random
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Any, NamedTuple, TypeVar
 
-from sdax.declarations import AsyncTask, PhaseId, TaskFunction
+from sdax.declarations import AsyncTask, TaskFunction
 from sdax.errors import RetryableException
 from sdax.graph import TaskGraph, TaskNode
 from sdax.processor import AsyncDagTaskProcessor, AsyncTaskProcessor
+from sdax.vocabulary import PhaseId
 
 T = TypeVar("T")
 
