@@ -507,3 +507,19 @@ async def test_a_100k_chain_runs_end_to_end_in_dependency_order() -> None:
     await builder.build().process_tasks(None)
     assert order == list(range(CHAIN - 1, -1, -1))
     assert cleaned == list(range(CHAIN))
+
+
+async def test_a_misspelt_run_option_is_refused_before_anything_runs() -> None:
+    ran: list[str] = []
+
+    async def step(ctx: object) -> None:
+        ran.append("step")
+
+    processor = (
+        AsyncDagTaskProcessor.builder().add_task(AsyncTask("A", execute=task_func(step))).build()
+    )
+    with pytest.raises(TypeError, match=r"process_tasks\(\).*'tiemout'.*timeout"):
+        await processor.process_tasks(None, tiemout=1.0)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match=r"open\(\).*'budget'"):
+        processor.open(None, budget=1.0)  # type: ignore[call-arg]
+    assert ran == []

@@ -271,8 +271,25 @@ def test_task_sync_func_has_no_timeout_option() -> None:
         pass
 
     assert task_sync_func(count_rows).timeout is None
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match=r"task_sync_func\(.*count_rows\).*'timeout'.*inline"):
         task_sync_func(count_rows, timeout=1.0)  # type: ignore[call-arg]
+
+
+def test_a_misspelt_policy_keyword_is_refused_naming_the_helper_and_the_function() -> None:
+    with pytest.raises(TypeError, match=r"task_func\(.*fetch_user\).*'retires'.*retries"):
+        task_func(fetch_user, retires=2)  # type: ignore[call-arg]
+    # Not a policy keyword, though TaskFunction has such a field: the helper decides it.
+    with pytest.raises(TypeError, match="has_task_group_argument"):
+        task_func(fetch_user, has_task_group_argument=True)  # type: ignore[call-arg]
+
+
+def test_task_function_holds_limit_uses_and_the_helpers_make_them() -> None:
+    db = sdax.Limit("db", 4)
+    assert task_func(fetch_user, limits=[db, db.units(2)]).limits == (db.units(3),)
+    with pytest.raises(TypeError, match=r"tuple of LimitUse.*limit\.units\(n\)"):
+        TaskFunction(fetch_user, limits=(db,))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="names a Limit twice"):
+        TaskFunction(fetch_user, limits=(db.units(1), db.units(1)))
 
 
 def test_task_sync_func_keeps_its_retry_policy() -> None:
