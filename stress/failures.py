@@ -33,6 +33,7 @@ from sdax import (
     SdaxExecutionError,
     flatten_exceptions,
 )
+from sdax.testing.checks import failure_group
 from stress.faults import DEADLINE, FATAL, START, Ev
 from stress.model import FORWARD, POST, PRE, RunOptions
 from stress.outcomes import (
@@ -105,19 +106,18 @@ def deadline_since(log: Sequence[Ev], raised: BaseException | None) -> float:
     return next((ev.seq for ev in log if ev.kind == DEADLINE), math.inf)
 
 
-def failures_of(raised: BaseException | None) -> SdaxExecutionError | None:
-    """The SdaxExecutionError holding a run's failures (also inside a RunTimeoutError).
-
-    A cancelled run keeps them as its CancelledError's `__context__`; an
-    enclosing asyncio.timeout raises TimeoutError from that CancelledError.
-    """
+def as_the_run_raised(raised: BaseException | None) -> BaseException | None:
+    """What the run itself raised: an enclosing asyncio.timeout (the stress runner's
+    "timeout" cancel mode) raises TimeoutError from the run's CancelledError."""
     if type(raised) is TimeoutError and isinstance(raised.__cause__, asyncio.CancelledError):
-        raised = raised.__cause__
-    if isinstance(raised, asyncio.CancelledError):
-        raised = raised.__context__
-    if isinstance(raised, RunTimeoutError):
-        return raised.failures
-    return raised if isinstance(raised, SdaxExecutionError) else None
+        return raised.__cause__
+    return raised
+
+
+def failures_of(raised: BaseException | None) -> SdaxExecutionError | None:
+    """The SdaxExecutionError holding a run's failures (also inside a RunTimeoutError,
+    or a cancelled run's CancelledError); sdax.testing reads them the same way."""
+    return failure_group(as_the_run_raised(raised))
 
 
 def skipped_cleanup(where: tuple[Hashable, str], leaves: Sequence[BaseException]) -> bool:

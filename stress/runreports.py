@@ -19,7 +19,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Collection, Hashable, Mapping
 from typing import Any
 
@@ -27,6 +26,7 @@ from sdax import RunReport, RunTimeoutError, SdaxExecutionError
 from sdax.errors import run_outcome
 from sdax.report import PhaseReport
 from sdax.vocabulary import CancelReason, RunOutcome
+from stress.failures import as_the_run_raised
 from stress.faults import BEGIN, Ev, InjectedFatal
 from stress.model import EXEC, POST, PRE, Shape
 from stress.outcomes import (
@@ -97,11 +97,7 @@ def outcome_kind(raised: BaseException | None) -> str:
     `other:<type>` for what no run should raise (an interruption that was
     not injected, say): a report can never match it, so it is flagged.
     """
-    if (
-        type(raised) is TimeoutError  # not a RunTimeoutError: an enclosing asyncio.timeout's
-        and isinstance(raised.__cause__, asyncio.CancelledError)
-    ):
-        raised = raised.__cause__  # the caller's cancellation, as the run raised it
+    raised = as_the_run_raised(raised)
     outcome = run_outcome(raised)
     if outcome is RunOutcome.INTERRUPTED and not isinstance(raised, InjectedFatal):
         return f"other:{type(raised).__name__}"

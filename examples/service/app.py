@@ -49,7 +49,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from sdax import AsyncDagTaskProcessor, AsyncTask, SdaxExecutionError, task_func
+from sdax import (
+    AsyncDagTaskProcessor,
+    AsyncTask,
+    SdaxExecutionError,
+    flatten_exceptions,
+    task_func,
+)
 from sdax.integrations.asgi import ASGIApp, CancelOnDisconnect, DrainOnShutdown
 
 USERS = 1000  # user ids 1..USERS have a profile; any other id is a 404
@@ -321,14 +327,8 @@ ERRORS: tuple[tuple[type[BaseException], int, str], ...] = (
 )
 
 
-def leaves(error: BaseException) -> list[BaseException]:
-    if isinstance(error, BaseExceptionGroup):
-        return [leaf for inner in error.exceptions for leaf in leaves(inner)]
-    return [error]
-
-
 def error_response(call: Call, error: BaseException) -> JSONResponse:
-    found = leaves(error)
+    found = flatten_exceptions(error)
     for kind, status, message in ERRORS:
         if any(isinstance(leaf, kind) for leaf in found):
             call.service.outcomes[f"{call.endpoint} {status}"] += 1

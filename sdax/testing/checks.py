@@ -32,7 +32,13 @@ import dataclasses
 from collections.abc import Callable, Hashable
 from typing import Any
 
-from sdax.errors import CleanupAbandonedError, RunTimeoutError, SdaxExecutionError, run_outcome
+from sdax.errors import (
+    CleanupAbandonedError,
+    RunTimeoutError,
+    SdaxExecutionError,
+    flatten_exceptions,
+    run_outcome,
+)
 from sdax.graph import TaskGraph
 from sdax.observers import (
     Notification,
@@ -51,12 +57,11 @@ class CheckedRun:
     """One finished run, as invariants see it.
 
     `error` is what `process_tasks` raised (None if it returned); `outcome`
-    names it: "ok", "failed" (SdaxExecutionError), "timed_out"
-    (RunTimeoutError), "cancelled" (the caller's CancelledError), or the
-    type name of anything else. `report` is the run's RunReport (None only
-    if the run was cancelled before it started a phase), `events` what its
-    observers heard, `faults` what was injected, `cancelled` whether the
-    caller's cancellation was requested while the run was going.
+    is how the run ended, read from it (`sdax.errors.run_outcome`). `report`
+    is the run's RunReport (None only if the run was cancelled before it
+    started a phase), `events` what its observers heard, `faults` what was
+    injected, `cancelled` whether the caller's cancellation was requested
+    while the run was going.
     """
 
     seed: int
@@ -90,13 +95,6 @@ def failure_group(error: BaseException | None) -> SdaxExecutionError | None:
         if isinstance(context, SdaxExecutionError | RunTimeoutError):
             return failure_group(context)
     return None
-
-
-def leaves(error: BaseException) -> list[BaseException]:
-    """The exceptions an exception group holds, at any depth (or the error itself)."""
-    if isinstance(error, BaseExceptionGroup):
-        return [leaf for inner in error.exceptions for leaf in leaves(inner)]
-    return [error]
 
 
 _FOR_THE_CALLER = CancelReason.CALLER_CANCELLED
@@ -204,7 +202,7 @@ def failures_reported(run: CheckedRun, graph: TaskGraph) -> list[str]:
     reported = {id(error) for error in run.failures()}
     for event in run.events:
         if isinstance(event, PhaseRetried):  # a task group's attempt fails with a group
-            reported.update(id(leaf) for leaf in leaves(event.error))
+            reported.update(id(leaf) for leaf in flatten_exceptions(event.error))
     # A task group's attempt whose body raised still waits for its children; if sdax
     # cancels it meanwhile (caller, deadline, sibling failure), it ends cancelled.
     interrupted = {
