@@ -40,20 +40,17 @@ def table(columns: dict[str, dict[str, dict[str, Any]]], sizes: Sequence[int]) -
     heads = [f"{where} {side}" for where, sides in columns.items() for side in sides]
     lines = ["| shape | " + " | ".join(heads) + " |", "|---" * (len(heads) + 1) + "|"]
     shapes = next(iter(next(iter(columns.values())).values()))
+    results = [result for sides in columns.values() for result in sides.values()]
+
+    def row(label: str, ratios: list[float]) -> str:
+        return f"| {label} | " + " | ".join(f"{ratio:.2f}" for ratio in ratios) + " |"
+
     for shape in (name for name in shapes if isinstance(shapes[name], dict)):
         for n in sizes:
-            cells = [
-                f"{result[shape]['ratio'][str(n)]:.2f}"
-                for sides in columns.values()
-                for result in sides.values()
-            ]
-            lines.append(f"| {shape}, {n:,} concurrent | " + " | ".join(cells) + " |")
-        cells = [
-            f"{result[shape]['memory_ratio']:.2f}"
-            for sides in columns.values()
-            for result in sides.values()
-        ]
-        lines.append(f"| {shape}, memory per in-flight request | " + " | ".join(cells) + " |")
+            ratios = [result[shape]["ratio"][str(n)] for result in results]
+            lines.append(row(f"{shape}, {n:,} concurrent", ratios))
+        memory = [result[shape]["memory_ratio"] for result in results]
+        lines.append(row(f"{shape}, memory per in-flight request", memory))
     return "\n".join(lines)
 
 

@@ -396,11 +396,9 @@ def _checked(
     unknown = policy.keys() - allowed
     if unknown:
         name = min(unknown)
-        why = (
-            " (it runs inline on the loop, where nothing can interrupt it)"
-            if (name == "timeout")
-            else ""
-        )
+        why = ""
+        if name == "timeout":  # only task_sync_func refuses it
+            why = " (it runs inline on the loop, where nothing can interrupt it)"
         raise TypeError(
             f"{helper}({describe_callable(function)}) got an unexpected keyword argument "
             f"{name!r}{why}; it takes {', '.join(sorted(allowed))}"

@@ -54,7 +54,7 @@ def run_options(
     if unknown:
         raise TypeError(
             f"{where}() got an unexpected keyword argument {min(unknown)!r}; "
-            f"the run options are {', '.join(RunKeywords.__optional_keys__)} (and report)"
+            f"the run options are {', '.join(RunKeywords.__annotations__)} (and report)"
         )
     for name in _SECONDS:
         seconds = keywords.get(name)

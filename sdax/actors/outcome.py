@@ -34,7 +34,6 @@ class Outcome:
         "_unraised",
         "_closed",
         "_result",
-        "_raises",
     )
 
     def __init__(self) -> None:
@@ -46,7 +45,6 @@ class Outcome:
         self._unraised: BaseException | None = None
         self._closed = False
         self._result: BaseException | None = None  # the deadline or failures: fixed by close()
-        self._raises: BaseException | None = None  # fixed by close()
 
     # -- recording ----------------------------------------------------------------
 
@@ -77,13 +75,9 @@ class Outcome:
             return
         self._closed = True
         result = self._result = self._deadline_or_failures()
-        if self._cancelled is not None:
-            if result is not None:
-                # The failures stay reachable; the cancellation is what propagates.
-                self._cancelled.__context__ = result
-            self._raises = self._cancelled
-        else:
-            self._raises = self._fatal or result
+        if self._cancelled is not None and result is not None:
+            # The failures stay reachable; the cancellation is what propagates.
+            self._cancelled.__context__ = result
 
     # -- asking --------------------------------------------------------------------
 
@@ -91,7 +85,9 @@ class Outcome:
         """What the closed run raises, or None; the same object every time."""
         if not self._closed:
             raise RuntimeError("the run is not over: what it raises is not known yet")
-        return self._raises
+        if self._cancelled is not None:
+            return self._cancelled
+        return self._fatal if self._fatal is not None else self._result
 
     def hand_over(self) -> BaseException | None:
         """The cancellation or fatal error that arrived since the last hand-over, once."""
